@@ -1,0 +1,3 @@
+from facetwin.cli.main import main
+
+raise SystemExit(main())

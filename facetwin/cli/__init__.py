@@ -1,0 +1,1 @@
+"""The ``facetwin`` command. One module per subcommand; see :mod:`facetwin.cli.main`."""

@@ -1,0 +1,1 @@
+"""Geometry shared by every stage: rotations, skinning, cameras, mesh normals."""
