@@ -105,3 +105,25 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(result, dict):
         print_result(result, getattr(args, "json", False))
     return 0
+
+
+def add_group(subparsers, name: str, help_text: str, children: list[str]) -> None:
+    """A subcommand with sub-subcommands (``facetwin evaluate annotator ...``).
+
+    Each child lives in ``facetwin/cli/<name>_<child>.py`` with an ``add_parser(subparsers)``
+    like a top-level subcommand; children not built yet are skipped.
+    """
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    group = parser.add_subparsers(dest=f"{name}_command", metavar="WHAT")
+    for child in children:
+        try:
+            module = importlib.import_module(f"facetwin.cli.{name}_{child}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"facetwin.cli.{name}_{child}":
+                continue
+            raise
+        module.add_parser(group)
+    def need_child(args):
+        raise FacetwinError(f"'facetwin {name}' needs one of: {', '.join(group.choices)} (see --help)")
+
+    parser.set_defaults(func=need_child)

@@ -1,0 +1,7 @@
+"""``facetwin evaluate WHAT``: one module per WHAT in ``facetwin/cli/evaluate_<what>.py``."""
+
+from facetwin.cli.main import add_group
+
+
+def add_parser(subparsers) -> None:
+    add_group(subparsers, "evaluate", "Measure accuracy (68-point NME) of the annotator or of a model.", ['annotator', 'landmarks'])
