@@ -17,6 +17,7 @@ import argparse
 import importlib
 import json
 import sys
+import warnings
 
 from facetwin import __version__
 from facetwin.errors import FacetwinError
@@ -90,6 +91,7 @@ def error(message: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = lambda message, *args, **kwargs: f"facetwin: warning: {message}\n"
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

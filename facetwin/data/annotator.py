@@ -38,7 +38,7 @@ MIRROR_68 = np.array(
 LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45  # points 37 and 46 (1-based)
 
 DEFAULT_MIN_FACE = 40.0  # px: landmark box side in the original image
-DEFAULT_MIN_RELIABILITY = 0.35
+DEFAULT_MIN_RELIABILITY = 0.4
 
 
 @dataclass
@@ -128,11 +128,13 @@ def annotate(
     min_face: float = DEFAULT_MIN_FACE,
     min_reliability: float = DEFAULT_MIN_RELIABILITY,
     detect_kwargs: dict | None = None,
+    max_candidates: int = 3,
 ) -> tuple[list[FaceLabel], str | None]:
     """Label the faces of an image.
 
-    ``faces``: ``"main"`` (the largest face only), ``"all"`` (every face), or ``"single"``
-    (the largest, but the image is rejected when it shows several faces of similar size).
+    ``faces``: ``"main"`` (the largest face with reliable labels, trying the ``max_candidates``
+    largest detections), ``"all"`` (every face), or ``"single"`` (like main, but the image is
+    rejected when it shows several faces of similar size).
     Returns ``(labels, reason)``: ``reason`` explains why nothing usable was found (``None`` when
     at least one label is usable). Rejected faces keep their ``reason``.
     """
@@ -141,17 +143,21 @@ def annotate(
         return [], "no face"
     if faces == "single" and len(detections) > 1 and detections[1].size > 0.5 * detections[0].size:
         return [], f"several faces ({len(detections)})"
-    chosen = detections if faces == "all" else detections[:1]
     labels = []
-    for det in chosen:
+    for det in detections if faces == "all" else detections[:max_candidates]:
         label = label_face(image, det)
         if label.size < min_face:
             label.reason = f"face too small ({label.size:.0f} px < {min_face:.0f})"
         elif label.reliability < min_reliability:
             label.reason = f"unreliable landmarks (score {label.reliability:.2f} < {min_reliability:.2f})"
         labels.append(label)
-    if faces == "all":
-        labels.sort(key=lambda l: -l.size)
+        if faces != "all" and label.ok:
+            # Main face = the largest detection whose labels are reliable (a larger false
+            # detection in the background must not win).
+            return [label], None
+    if faces != "all":
+        return labels[:1], labels[0].reason
+    labels.sort(key=lambda l: -l.size)
     usable = [l for l in labels if l.ok]
     if usable:
         return labels, None

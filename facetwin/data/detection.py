@@ -32,6 +32,7 @@ def detect_faces(
     work_side: int = 1024,
     small_side: int = 500,
     pad_fraction: float = 0.2,
+    max_upsample: int = 2,
 ) -> list[Detection]:
     """Faces in an ``(H, W, 3)`` uint8 RGB image, largest first.
 
@@ -45,7 +46,12 @@ def detect_faces(
     if pad:
         work = cv2.copyMakeBorder(work, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     upsample = 1 if min(work.shape[:2]) < small_side else 0
-    rects, scores, _ = hog_detector().run(np.ascontiguousarray(work), upsample, threshold)
+    work = np.ascontiguousarray(work)
+    rects, scores, _ = hog_detector().run(work, upsample, threshold)
+    # HOG's smallest window is 80 px: when nothing is found, look again at double resolution.
+    while not len(rects) and upsample < max_upsample and max(work.shape[:2]) * 2 ** (upsample + 1) <= 2 * work_side:
+        upsample += 1
+        rects, scores, _ = hog_detector().run(work, upsample, threshold)
     faces = []
     for rect, score in zip(rects, scores):
         # dlib rectangles are inclusive pixel indices; +1 on the far side gives corner coords.

@@ -107,3 +107,29 @@ def _orient_outwards(v: torch.Tensor, f: torch.Tensor, axis_only: bool = False) 
     f = f.clone()
     f[flip] = f[flip][:, [0, 2, 1]]
     return f
+
+
+def spherical_uv_layout(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-corner equirectangular UVs around the y axis with a proper seam (for test meshes).
+
+    ``u = atan2(x, z) / 2π + 1/2``, ``v = 1/2 + asin(y / |p|) / π`` (v up). Returns
+    ``uv_coords`` (3F, 2) and ``uv_faces`` (F, 3) like ``HeadModelData``.
+    """
+    p = vertices[faces]  # (F, 3, 3)
+    r = p.norm(dim=-1).clamp_min(1e-12)
+    u = torch.atan2(p[..., 0], p[..., 2]) / (2 * math.pi) + 0.5
+    v = 0.5 + torch.asin((p[..., 1] / r).clamp(-1, 1)) / math.pi
+    # Corners on the axis (poles) take the mean u of the others; unwrap across the seam.
+    on_axis = p[..., [0, 2]].norm(dim=-1) < 1e-6 * r
+    ref = u.masked_fill(on_axis, float("nan")).nanmedian(dim=1, keepdim=True).values
+    u = torch.where(u - ref > 0.5, u - 1, torch.where(ref - u > 0.5, u + 1, u))
+    n_ok = (~on_axis).sum(1, keepdim=True).clamp_min(1)
+    mean_u = torch.where(on_axis, torch.zeros_like(u), u).sum(1, keepdim=True) / n_ok
+    u = torch.where(on_axis, mean_u, u)
+    # Keep every triangle inside [0, 1]: triangles across the seam shift as a whole.
+    shift = torch.where(u.amax(1, keepdim=True) > 1, -torch.ones_like(ref), torch.zeros_like(ref))
+    shift = torch.where(u.amin(1, keepdim=True) < 0, torch.ones_like(ref), shift)
+    u = u + shift
+    uv = torch.stack([u, v], -1).reshape(-1, 2).clamp(0, 1)
+    uv_faces = torch.arange(faces.shape[0] * 3, dtype=torch.int64).reshape(-1, 3)
+    return uv, uv_faces

@@ -28,10 +28,11 @@ def load_head_model_data(spec: str = "open") -> HeadModelData:
         parts = spec[len("flame:"):].split(",")
         model_path = parts[0]
         embedding = parts[1] if len(parts) > 1 and parts[1] else None
-        return load_flame(model_path, embedding)
+        masks = parts[2] if len(parts) > 2 and parts[2] else None
+        return load_flame(model_path, embedding, masks_path=masks)
     if spec.endswith(".npz"):
         return HeadModelData.load_npz(Path(spec))
-    raise FacetwinError(f"unknown head model '{spec}': use 'open', 'flame:/path/generic_model.pkl' or a .npz file")
+    raise FacetwinError(f"unknown head model '{spec}': use 'open', 'flame:/path/generic_model.pkl[,embedding.npy[,FLAME_masks.pkl]]' or a .npz file")
 
 
 def load_head_model(spec: str = "open"):

@@ -1,0 +1,1 @@
+"""Accuracy measures (68-point NME, CED curves)."""

@@ -1,0 +1,84 @@
+"""The 68-point landmark embedding of the open head model (build time).
+
+The embedding itself (triangle + barycentric per landmark) is a small committed table,
+``landmark_embedding.json`` beside this file, written by ``scripts/refine_landmark_embedding.py``
+from fits to annotated photos; the build only reads it, so rebuilding needs no photo data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+EMBEDDING_FILE = Path(__file__).with_name("landmark_embedding.json")
+
+# 0-based indices of the 68-point scheme and their left/right partners (subject's left = image right).
+_MIRROR_68 = (
+    list(range(16, -1, -1))                    # jaw 0..16
+    + list(range(26, 16, -1))                  # brows 17..26
+    + [27, 28, 29, 30] + [35, 34, 33, 32, 31]  # nose bridge, nostrils
+    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]  # eyes
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lips
+    + [64, 63, 62, 61, 60, 67, 66, 65]         # inner lips
+)
+MIRROR_68 = np.asarray(_MIRROR_68, np.int64)
+
+
+def load_embedding(path: Path = EMBEDDING_FILE) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(68,) triangle ids, (68, 3) barycentrics and the provenance dict of the committed table.
+
+    A missing table gives a placeholder (every landmark on triangle 0), used only to bootstrap
+    ``scripts/refine_landmark_embedding.py --init``.
+    """
+    if not Path(path).is_file():
+        return np.zeros(68, np.int64), np.full((68, 3), 1 / 3), {"method": "placeholder"}
+    table = json.loads(Path(path).read_text())
+    faces = np.asarray(table["faces"], np.int64)
+    bary = np.asarray(table["bary"], np.float64)
+    return faces, bary / bary.sum(1, keepdims=True), table.get("provenance", {})
+
+
+def save_embedding(faces: np.ndarray, bary: np.ndarray, provenance: dict, path: Path = EMBEDDING_FILE) -> None:
+    table = {
+        "provenance": provenance,
+        "faces": [int(f) for f in faces],
+        "bary": [[round(float(b), 6) for b in row] for row in bary],
+    }
+    Path(path).write_text(json.dumps(table, indent=1) + "\n")
+
+
+def raycast_front(vertices: np.ndarray, faces: np.ndarray, allowed: np.ndarray, points: np.ndarray):
+    """Frontmost surface point under each (x, y) of ``points`` (N, 2), looking along -z.
+
+    Returns triangle ids (N,) and barycentrics (N, 3); -1 where no allowed triangle is hit
+    (then the nearest allowed triangle centre in x, y is used).
+    """
+    tri = np.flatnonzero(allowed)
+    a, b, c = (vertices[faces[tri, i]] for i in range(3))
+    out_f = np.full(len(points), -1, np.int64)
+    out_b = np.zeros((len(points), 3))
+    for n, p in enumerate(points):
+        v0, v1, v2 = b[:, :2] - a[:, :2], c[:, :2] - a[:, :2], p - a[:, :2]
+        den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+        den = np.where(np.abs(den) < 1e-15, 1e-15, den)
+        l1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
+        l2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
+        l0 = 1 - l1 - l2
+        hit = (l0 >= 0) & (l1 >= 0) & (l2 >= 0)
+        if hit.any():
+            z = l0 * a[:, 2] + l1 * b[:, 2] + l2 * c[:, 2]
+            z = np.where(hit, z, -np.inf)
+            k = int(np.argmax(z))
+            out_f[n], out_b[n] = tri[k], (l0[k], l1[k], l2[k])
+        else:
+            centre = (a + b + c)[:, :2] / 3
+            k = int(np.argmin(((centre - p) ** 2).sum(1)))
+            out_f[n], out_b[n] = tri[k], (1 / 3, 1 / 3, 1 / 3)
+    return out_f, out_b
+
+
+def embedding_points(vertices: np.ndarray, faces: np.ndarray, lm_faces: np.ndarray, lm_bary: np.ndarray) -> np.ndarray:
+    """(68, 3) landmark positions on a (V, 3) mesh."""
+    return (vertices[faces[lm_faces]] * lm_bary[..., None]).sum(1)

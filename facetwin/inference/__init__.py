@@ -1,0 +1,1 @@
+"""Inference API: :class:`facetwin.inference.reconstructor.FaceTwin`."""

@@ -1,0 +1,143 @@
+"""68-point accuracy of the coarse model on an annotated folder (images + iBUG ``.pts``).
+
+Protocol: each face is cropped like the training data (``crop_square`` of the data pipeline:
+side 1.6 × the landmark box, centred slightly above it) from the ground-truth landmarks
+(``crop="gt"``, the usual 3D-alignment protocol) or from the automatic annotator
+(``crop="detect"``); the model's projected 68 landmarks are mapped back to the original image
+and compared with the annotation. NME = mean point-to-point error / outer-eye-corner distance
+(points 37 and 46), reported for the boundary (1–17), the inner points (18–68) and all 68.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facetwin.data.alignment import apply_affine, crop_square, crop_transform, invert_affine, warp
+from facetwin.data.io import IMAGE_EXTENSIONS, load_image
+from facetwin.data.pts import read_pts
+from facetwin.errors import FacetwinError
+
+BOUNDARY = slice(0, 17)
+INNER = slice(17, 68)
+
+
+def annotated_images(folder: Path) -> list[tuple[Path, Path]]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FacetwinError(f"not a folder: {folder}")
+    pairs = []
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.with_suffix(".pts").is_file():
+            pairs.append((p, p.with_suffix(".pts")))
+    if not pairs:
+        raise FacetwinError(f"no annotated images (image + .pts) in {folder}")
+    return pairs
+
+
+def nme_per_image(pred: np.ndarray, gt: np.ndarray) -> dict[str, np.ndarray]:
+    """(N, 68, 2) each → per-image NME arrays for boundary / inner / overall."""
+    err = np.linalg.norm(pred - gt, axis=-1)  # (N, 68)
+    norm = np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1)[:, None]
+    e = err / np.maximum(norm, 1e-9)
+    return {"boundary": e[:, BOUNDARY].mean(1), "inner": e[:, INNER].mean(1), "overall": e.mean(1)}
+
+
+def auc(errors: np.ndarray, threshold: float = 0.08, steps: int = 1000) -> float:
+    """Area under the CED curve up to ``threshold``, normalised to [0, 1]."""
+    xs = np.linspace(0, threshold, steps)
+    ced = (np.asarray(errors)[None, :] <= xs[:, None]).mean(1)
+    return float(np.trapezoid(ced, xs) / threshold)
+
+
+def crop_for(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    centre, side = crop_square(landmarks)
+    A = crop_transform(centre, side, size)
+    return warp(image, A, size), A
+
+
+@torch.no_grad()
+def predict_folder(coarse_model, folder: Path, limit: int | None = None, crop: str = "gt", batch_size: int = 16,
+                   progress: bool = True) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """(paths, predicted (N, 68, 2), ground truth (N, 68, 2)) in original image pixels."""
+    pairs = annotated_images(folder)[: limit or None]
+    size = coarse_model.encoder.image_size
+    dev = next(coarse_model.encoder.parameters()).device
+    crops, transforms, gts, paths = [], [], [], []
+    for img_path, pts_path in pairs:
+        image, scale = load_image(img_path)
+        gt = read_pts(pts_path)
+        if crop == "gt":
+            ref = gt * scale
+        else:
+            from facetwin.data.annotator import annotate
+
+            labels, _ = annotate(image)
+            ok = [l for l in labels if l.ok]
+            ref = ok[0].landmarks if ok else gt * scale  # fall back to the annotation's box
+        c, A = crop_for(image, ref, size)
+        A_orig = A.copy()
+        A_orig[:, :2] *= scale
+        crops.append(c)
+        transforms.append(A_orig)
+        gts.append(gt)
+        paths.append(img_path)
+    preds = []
+    was_training = coarse_model.training
+    coarse_model.eval()
+    it = range(0, len(crops), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="evaluate", file=sys.stderr, leave=False)
+    for s in it:
+        batch = torch.from_numpy(np.stack(crops[s:s + batch_size])).permute(0, 3, 1, 2).float().div(255).to(dev)
+        geo = coarse_model(batch)
+        preds.append(geo.landmarks2d.float().cpu().numpy())
+    coarse_model.train(was_training)
+    pred_crop = np.concatenate(preds, 0)
+    pred = np.stack([apply_affine(invert_affine(A), p) for A, p in zip(transforms, pred_crop)])
+    return paths, pred, np.stack(gts)
+
+
+def evaluate_folder(coarse_model, folder: Path, limit: int | None = None, crop: str = "gt", progress: bool = True) -> dict:
+    paths, pred, gt = predict_folder(coarse_model, folder, limit, crop, progress=progress)
+    e = nme_per_image(pred, gt)
+    return {
+        "images": len(paths),
+        "nme_boundary": float(e["boundary"].mean()),
+        "nme_inner": float(e["inner"].mean()),
+        "nme_overall": float(e["overall"].mean()),
+        "auc_0.08": auc(e["overall"]),
+        "per_image": {k: v.tolist() for k, v in e.items()},
+    }
+
+
+def ced_plot(curves: dict[str, np.ndarray], path: Path, threshold: float = 0.1, title: str = "") -> Path:
+    """Cumulative error distribution of overall NME for one or more models → PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    xs = np.linspace(0, threshold, 400)
+    for name, errors in curves.items():
+        errors = np.asarray(errors)
+        ax.plot(xs, (errors[None] <= xs[:, None]).mean(1) * 100, label=f"{name} (mean {errors.mean():.4f})")
+    ax.set_xlabel("NME (outer-eye-corner normalised)")
+    ax.set_ylabel("images (%)")
+    ax.set_xlim(0, threshold)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

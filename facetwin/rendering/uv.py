@@ -1,0 +1,216 @@
+"""UV-space operations: attribute maps, image unwrapping, displacement maps and detail normals.
+
+Texture layout as in :mod:`facetwin.rendering.texture` (row 0 = v 1). UV maps are channels-first
+(B, C, S, S) tensors so that networks (UNet, MAE) can take them directly.
+
+Usage::
+
+    uvm = UVMapper(faces, uv_coords, uv_faces, size=256)     # rasterises the UV layout once
+    pos = uvm.attribute_map(vertices)                          # (B, 3, S, S) positions
+    tex, vis = uvm.unwrap(image, screen_vertices)              # (B, C, S, S), (B, 1, S, S)
+    disp_v = uvm.displace_vertices(vertices, displacement)     # (B, V, 3)
+    n_uv = uvm.detail_normal_map(vertices, displacement)       # (B, 3, S, S)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from facetwin.geometry.mesh import vertex_normals
+from facetwin.rendering.rasterizer import Fragments, rasterize
+from facetwin.rendering.texture import sample_image, sample_texture, uv_to_texel
+
+
+class UVMapper:
+    """The UV layout of a mesh rasterised once at one resolution.
+
+    Args:
+        faces: (F, 3) mesh triangles (vertex indices).
+        uv_coords: (T, 2) UV corners in [0, 1]², v up.
+        uv_faces: (F, 3) indices into ``uv_coords`` (same triangle order as ``faces``).
+        size: UV map resolution S (S × S).
+    Attributes:
+        fragments: :class:`Fragments` of the UV layout (batch 1).
+        mask: (1, 1, S, S) float, 1 where a triangle covers the texel.
+    """
+
+    def __init__(self, faces: torch.Tensor, uv_coords: torch.Tensor, uv_faces: torch.Tensor, size: int = 256):
+        self.size = size
+        self.faces = torch.as_tensor(faces, dtype=torch.int64)
+        self.uv_coords = torch.as_tensor(uv_coords, dtype=torch.float32)
+        self.uv_faces = torch.as_tensor(uv_faces, dtype=torch.int64)
+        screen = torch.cat([uv_to_texel(self.uv_coords, size), torch.zeros_like(self.uv_coords[:, :1])], -1)
+        self.fragments: Fragments = rasterize(screen[None], self.uv_faces, size)
+        self.mask = self.fragments.mask[:, None].float()
+        self._vertex_corner_pairs()
+
+    @classmethod
+    def from_head_model(cls, data, size: int = 256) -> "UVMapper":
+        """From a :class:`facetwin.headmodel.HeadModelData` (needs ``uv_coords``/``uv_faces``)."""
+        return cls(torch.as_tensor(data.faces), torch.as_tensor(data.uv_coords), torch.as_tensor(data.uv_faces), size)
+
+    def to(self, device) -> "UVMapper":
+        fr = self.fragments
+        self.fragments = Fragments(*(t.to(device) for t in (fr.triangle_ids, fr.pixel_index, fr.face_index, fr.bary)))
+        for name in ("faces", "uv_coords", "uv_faces", "mask", "_corner_vertex", "_corner_uv", "_vertex_count"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    # -- attribute maps ------------------------------------------------------------------------
+    def packed(self, attributes: torch.Tensor) -> torch.Tensor:
+        """Per-vertex attributes at the covered texels: (B, V, C) → (B, N, C) (N texels)."""
+        fr = self.fragments
+        corners = self.faces.to(attributes.device).index_select(0, fr.face_index.to(attributes.device))  # (N, 3)
+        bary = fr.bary.to(attributes)
+        if attributes.dim() == 2:
+            attributes = attributes[None]
+        vals = attributes[:, corners]  # (B, N, 3, C)
+        return torch.einsum("nk,bnkc->bnc", bary, vals)
+
+    def scatter(self, packed: torch.Tensor, background: float = 0.0) -> torch.Tensor:
+        """(B, N, C) texel values → (B, C, S, S) map with ``background`` outside the layout."""
+        B, N, C = packed.shape
+        S = self.size
+        out = torch.full((B, S * S, C), background, dtype=packed.dtype, device=packed.device)
+        out = out.index_copy(1, self.fragments.pixel_index.to(packed.device), packed)
+        return out.transpose(1, 2).reshape(B, C, S, S)
+
+    def attribute_map(self, attributes: torch.Tensor, background: float = 0.0) -> torch.Tensor:
+        """Rasterise per-vertex attributes into UV space.
+
+        Args:
+            attributes: (B, V, C) or (V, C): positions, normals, masks (as float), tension, ...
+        Returns:
+            (B, C, S, S), differentiable w.r.t. the attributes.
+        """
+        return self.scatter(self.packed(attributes), background)
+
+    def vertex_values(self, uv_map: torch.Tensor) -> torch.Tensor:
+        """Sample a (B, C, S, S) UV map at every vertex (averaged over its UV corners): (B, V, C)."""
+        B = uv_map.shape[0]
+        uv = self._corner_uv.to(uv_map)[None].expand(B, -1, -1)
+        vals = sample_texture(uv_map, uv)  # (B, P, C)
+        V = self._vertex_count.shape[0]
+        acc = torch.zeros(B, V, uv_map.shape[1], dtype=vals.dtype, device=vals.device)
+        acc = acc.index_add(1, self._corner_vertex.to(vals.device), vals)
+        return acc / self._vertex_count.to(vals)[None, :, None].clamp_min(1)
+
+    # -- unwrapping ----------------------------------------------------------------------------
+    def unwrap(
+        self,
+        image: torch.Tensor,
+        screen_vertices: torch.Tensor,
+        image_fragments: Fragments | None = None,
+        perspective_correct: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unwrap an image into UV space through a posed, projected mesh.
+
+        Args:
+            image: (B, C, H, W).
+            screen_vertices: (B, V, 3) the mesh in the image's pixel frame (see
+                :mod:`facetwin.geometry.camera`).
+            image_fragments: the mesh rasterised into this image (made here when None).
+        Returns:
+            texture (B, C, S, S) and visibility (B, 1, S, S) in {0, 1}: 1 where the texel's
+            triangle faces the camera and is the visible surface at the texel's image position
+            (the triangle there is the texel's own or shares a vertex with it).
+            Differentiable w.r.t. the image and the screen vertices.
+        """
+        B, C, H, W = image.shape
+        if image_fragments is None:
+            image_fragments = rasterize(screen_vertices, self.faces, (H, W), cull_backfaces=True, perspective_correct=perspective_correct)
+        pts = self.packed(screen_vertices)  # (B, N, 3) texel positions in the image
+        colour = sample_image(image, pts[..., :2])  # (B, N, C)
+        with torch.no_grad():
+            vis = self._visible(screen_vertices.detach(), pts[..., :2].detach(), image_fragments, H, W)
+        tex = self.scatter(colour * vis[..., None].to(colour))
+        return tex, self.scatter(vis[..., None].to(image.dtype))
+
+    def _visible(self, sv: torch.Tensor, pts: torch.Tensor, frags: Fragments, H: int, W: int) -> torch.Tensor:
+        faces = self.faces.to(sv.device)
+        tri = self.fragments.face_index.to(sv.device)  # (N,) texel triangles
+        corners = sv[:, faces[tri]]  # (B, N, 3, 3)
+        x, y = corners[..., 0], corners[..., 1]
+        area = (x[..., 1] - x[..., 0]) * (y[..., 2] - y[..., 0]) - (x[..., 2] - x[..., 0]) * (y[..., 1] - y[..., 0])
+        facing = area < 0
+        col = pts[..., 0].floor().long()
+        row = pts[..., 1].floor().long()
+        inside = (col >= 0) & (col < W) & (row >= 0) & (row < H)
+        col, row = col.clamp(0, W - 1), row.clamp(0, H - 1)
+        b = torch.arange(sv.shape[0], device=sv.device)[:, None]
+        seen = frags.triangle_ids[b, row, col]  # (B, N)
+        seen_v = faces[seen.clamp_min(0)]  # (B, N, 3)
+        own_v = faces[tri][None]  # (1, N, 3)
+        shares = (seen_v[..., :, None] == own_v[..., None, :]).any(-1).any(-1)
+        return facing & inside & (seen >= 0) & shares
+
+    # -- displacement ------------------------------------------------------------------------
+    def displace_vertices(self, vertices: torch.Tensor, displacement: torch.Tensor, normals: torch.Tensor | None = None) -> torch.Tensor:
+        """Move vertices along their normals by a UV displacement map.
+
+        Args:
+            vertices: (B, V, 3); displacement: (B, 1, S, S) (metres, along the normal);
+            normals: (B, V, 3) unit normals (area-weighted vertex normals when None).
+        Returns:
+            (B, V, 3) displaced vertices.
+        """
+        if normals is None:
+            normals = vertex_normals(vertices, self.faces.to(vertices.device))
+        d = self.vertex_values(displacement)  # (B, V, 1)
+        return vertices + d * normals
+
+    def detail_normal_map(self, vertices: torch.Tensor, displacement: torch.Tensor, normals: torch.Tensor | None = None) -> torch.Tensor:
+        """Normals of the displaced surface in UV space (DECA's detail normals).
+
+        The coarse surface positions and normals are rasterised into UV space, moved by the
+        displacement, and the normal is the cross product of the finite differences along u
+        and v, oriented like the coarse normal. Texels without both neighbours inside the
+        layout keep the coarse normal.
+
+        Args:
+            vertices: (B, V, 3) posed coarse vertices; displacement: (B, 1, S, S).
+        Returns:
+            (B, 3, S, S) unit normals (zeros outside the layout).
+        """
+        faces = self.faces.to(vertices.device)
+        if normals is None:
+            normals = vertex_normals(vertices, faces)
+        pos = self.attribute_map(vertices)  # (B, 3, S, S)
+        nrm = F.normalize(self.attribute_map(normals), dim=1, eps=1e-12)
+        p = pos + displacement * nrm
+        mask = self.mask.to(p)
+        # Central differences where both neighbours are inside, one-sided otherwise.
+        du, okx = _diff(p, mask, dim=3)
+        dv, oky = _diff(p, mask, dim=2)
+        dv = -dv  # rows grow downwards, v grows upwards
+        n = torch.cross(du, dv, dim=1)
+        n = F.normalize(n, dim=1, eps=1e-12)
+        n = torch.where((n * nrm).sum(1, keepdim=True) < 0, -n, n)
+        ok = (okx * oky * mask) > 0
+        return torch.where(ok, n, nrm) * mask
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _vertex_corner_pairs(self) -> None:
+        pairs = torch.stack([self.faces.reshape(-1), self.uv_faces.reshape(-1)], 1)
+        pairs = torch.unique(pairs, dim=0)
+        self._corner_vertex = pairs[:, 0]
+        self._corner_uv = self.uv_coords[pairs[:, 1]]
+        V = int(self.faces.max()) + 1
+        self._vertex_count = torch.zeros(V).index_add(0, pairs[:, 0], torch.ones(pairs.shape[0]))
+
+
+def _diff(p: torch.Tensor, mask: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Finite difference of p along ``dim`` (per texel), and where it is defined."""
+    n = p.shape[dim]
+    nxt = torch.cat([p.narrow(dim, 1, n - 1), p.narrow(dim, n - 1, 1)], dim)
+    prv = torch.cat([p.narrow(dim, 0, 1), p.narrow(dim, 0, n - 1)], dim)
+    mn = torch.cat([mask.narrow(dim, 1, n - 1), torch.zeros_like(mask.narrow(dim, 0, 1))], dim)
+    mp = torch.cat([torch.zeros_like(mask.narrow(dim, 0, 1)), mask.narrow(dim, 0, n - 1)], dim)
+    both = mn * mp
+    central = (nxt - prv) / 2
+    forward = nxt - p
+    backward = p - prv
+    d = torch.where(both > 0, central, torch.where(mn > 0, forward, backward))
+    ok = ((mn + mp) > 0).to(p)
+    return d, ok

@@ -1,0 +1,1 @@
+"""Training engine shared by every stage (config, torchrun/DDP, checkpoints, the Trainer)."""

@@ -1,0 +1,153 @@
+"""Training data for the coarse stage: `facetwin prepare` output as in-memory tensors.
+
+Uses the data pipeline's :class:`facetwin.data.datasets.PreparedDataset` when it is installed;
+otherwise reads the prepared manifest directly (:class:`ManifestCrops`). Either way every crop
+is resized to ``crop_size`` once and kept in memory as uint8 (11k crops of 128² ≈ 0.5 GB), so
+loading is never the bottleneck.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from facetwin.errors import FacetwinError
+
+# Index of each 68-point landmark's mirror partner (iBUG order).
+FLIP_68 = np.array(
+    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]
+    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55] + [64, 63, 62, 61, 60, 67, 66, 65]
+)
+
+
+def read_manifest(root: Path) -> list[dict]:
+    """Last record per key over every manifest shard of a prepared folder."""
+    records: dict[str, dict] = {}
+    files = sorted(root.glob("manifest*.jsonl"))
+    if not files:
+        raise FacetwinError(f"no prepared data in {root} (run `facetwin prepare ... --out {root}` first)")
+    for f in files:
+        for line in f.read_text().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a half-written last line of a running prepare
+            records[rec["key"]] = rec
+    return sorted(records.values(), key=lambda r: r["key"])
+
+
+class ManifestCrops(Dataset):
+    """Prepared crops at ``crop_size`` with 68 landmarks, skin mask and identity index.
+
+    ``__getitem__`` → dict(image (3, S, S) float [0, 1], landmarks (68, 2), skin_mask (1, S, S),
+    identity () int64). Augmentation (when ``augment``) draws from numpy's global RNG, which the
+    engine seeds per sample: a small similarity jitter, horizontal flip, colour jitter.
+    """
+
+    def __init__(self, root: str | Path, crop_size: int = 128, augment: bool = True, quiet: bool = False, limit: int = 0):
+        root = Path(root)
+        recs = read_manifest(root)
+        if limit:
+            recs = recs[:limit]
+        self.crop_size = crop_size
+        self.augment = augment
+        n = len(recs)
+        self.images = np.zeros((n, crop_size, crop_size, 3), np.uint8)
+        self.masks = np.zeros((n, crop_size, crop_size), np.uint8)
+        self.landmarks = np.zeros((n, 68, 2), np.float32)
+        ids: dict[str, int] = {}
+        self.identity = np.zeros(n, np.int64)
+        self.keys = []
+        it = recs
+        if not quiet:
+            from tqdm import tqdm
+
+            it = tqdm(recs, desc=f"loading {root.name}", file=sys.stderr, leave=False)
+        for i, r in enumerate(it):
+            img = cv2.imread(str(root / r["image"]), cv2.IMREAD_COLOR)
+            if img is None:
+                raise FacetwinError(f"prepared crop missing or corrupt: {root / r['image']}")
+            size = img.shape[0]
+            self.images[i] = cv2.resize(img, (crop_size, crop_size), interpolation=cv2.INTER_AREA)[:, :, ::-1]
+            m = cv2.imread(str(root / r["skin"]), cv2.IMREAD_GRAYSCALE) if r.get("skin") else None
+            if m is not None:
+                self.masks[i] = cv2.resize(m, (crop_size, crop_size), interpolation=cv2.INTER_NEAREST)
+            lm = np.asarray(r.get("gt_landmarks") or r["landmarks"], np.float32)
+            self.landmarks[i] = lm * (crop_size / size)
+            self.identity[i] = ids.setdefault(r.get("identity") or r["key"], len(ids))
+            self.keys.append(r["key"])
+        self.n_identities = len(ids)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def identity_batches(self, rng: np.random.Generator, batch_size: int, per_identity: int = 2) -> list[list[int]]:
+        """Batches in which images come in groups of ``per_identity`` of one identity (where the
+        identity has several images), the rest filled with singles — for the shape-consistency loss."""
+        by_id: dict[int, list[int]] = {}
+        for i, k in enumerate(self.identity.tolist()):
+            by_id.setdefault(k, []).append(i)
+        groups: list[list[int]] = []
+        for members in by_id.values():
+            members = [members[j] for j in rng.permutation(len(members))]
+            if len(members) >= per_identity:
+                for s in range(0, len(members) - per_identity + 1, per_identity):
+                    groups.append(members[s:s + per_identity])
+                rest = len(members) % per_identity
+                groups += [[m] for m in members[len(members) - rest:]] if rest else []
+            else:
+                groups += [[m] for m in members]
+        order = rng.permutation(len(groups))
+        flat = [i for g in order for i in groups[g]]
+        n = len(flat) // batch_size
+        return [flat[b * batch_size:(b + 1) * batch_size] for b in range(n)]
+
+    def __getitem__(self, i: int) -> dict:
+        img = self.images[i]
+        mask = self.masks[i]
+        lm = self.landmarks[i].copy()
+        S = self.crop_size
+        if self.augment:
+            img, mask, lm = _augment(img, mask, lm, S)
+        image = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255.0
+        if self.augment:
+            gain = torch.from_numpy(np.random.uniform(0.8, 1.2, (3, 1, 1)).astype(np.float32))
+            image = (image * gain + float(np.random.uniform(-0.06, 0.06))).clamp(0, 1)
+        return {
+            "image": image,
+            "landmarks": torch.from_numpy(lm.astype(np.float32)),
+            "skin_mask": torch.from_numpy((mask > 127).astype(np.float32))[None],
+            "identity": torch.tensor(self.identity[i]),
+        }
+
+
+def _augment(img, mask, lm, S):
+    if np.random.rand() < 0.5:  # mirror (landmark order mirrored too)
+        img = img[:, ::-1]
+        mask = mask[:, ::-1]
+        lm = lm[FLIP_68].copy()
+        lm[:, 0] = S - lm[:, 0]
+    scale = np.exp(np.random.uniform(-0.08, 0.08))
+    angle = np.random.uniform(-12, 12)
+    shift = np.random.uniform(-0.05, 0.05, 2) * S
+    M = cv2.getRotationMatrix2D((S / 2, S / 2), angle, scale)
+    M[:, 2] += shift
+    img = cv2.warpAffine(np.ascontiguousarray(img), M, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    mask = cv2.warpAffine(np.ascontiguousarray(mask), M, (S, S), flags=cv2.INTER_NEAREST, borderValue=0)
+    lm = lm @ M[:, :2].T + M[:, 2]
+    return img, mask, lm
+
+
+def open_dataset(cfg, quiet: bool = False) -> Dataset:
+    """The coarse training set described by a :class:`CoarseDataConfig`."""
+    return ManifestCrops(cfg.root, cfg.crop_size, cfg.augment, quiet=quiet)

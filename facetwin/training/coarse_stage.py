@@ -1,0 +1,213 @@
+"""The coarse stage (paper section 3.2) for the generic :class:`facetwin.training.engine.Trainer`.
+
+Batch (from the data pipeline): ``image`` (B, 3, S, S) in [0, 1], ``landmarks`` (B, 68, 2) crop
+pixels, ``skin_mask`` (B, 1, S, S), ``identity`` (B,) int (-1 unknown), optional
+``occluder_mask`` and ``landmark_weight``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from facetwin.inference.coarse_model import CoarseModel
+from facetwin.losses.coarse import CoarseLossInputs, CoarseLossWeights, coarse_losses
+from facetwin.networks.coarse_encoder import CoarseEncoder, HeadLayout
+from facetwin.training import checkpoint as ckpt
+from facetwin.training.config import CoarseConfig, to_dict
+from facetwin.training.engine import Stage
+
+
+def build_encoder(cfg: CoarseConfig, head_model, n_albedo: int) -> CoarseEncoder:
+    layout = HeadLayout.from_head_model(head_model, n_albedo, cfg.model.n_shape or None, cfg.model.n_expr or None)
+    return CoarseEncoder(layout, size=cfg.model.size, image_size=cfg.model.image_size, hidden=cfg.model.hidden,
+                         face_fraction=cfg.model.face_fraction, predict_jaw=cfg.model.predict_jaw)
+
+
+def load_albedo_model(n_default: int = 0):
+    """The open albedo model if it is installed, else None (a uniform per-image colour is used)."""
+    try:
+        from facetwin.appearance import load_albedo_model as _load  # type: ignore
+    except ImportError:
+        return None
+    try:
+        return _load()
+    except Exception:
+        return None
+
+
+class UniformAlbedo(torch.nn.Module):
+    """Stand-in albedo: coefficients 0..2 are an RGB offset from a mean skin tone; texture (B, 3, 2, 2)."""
+
+    n_coefficients = 3
+
+    def forward(self, coeffs: torch.Tensor) -> torch.Tensor:
+        base = coeffs.new_tensor([0.62, 0.45, 0.38])
+        rgb = (base + 0.1 * coeffs[:, :3]).clamp(0, 1)
+        return rgb[:, :, None, None].expand(-1, -1, 2, 2)
+
+
+class CoarseStage(Stage):
+    name = "coarse"
+
+    def __init__(self, cfg: CoarseConfig, dataset=None, head_model=None, identity_loss=None):
+        self.cfg = cfg
+        self._dataset = dataset
+        self._head_model = head_model
+        self.identity_loss = identity_loss
+        self.weights = CoarseLossWeights.from_dict(dict(cfg.loss))
+
+    # -- set-up ----------------------------------------------------------------------------
+    def setup(self, info) -> None:
+        from facetwin.headmodel import load_head_model
+
+        cfg = self.cfg
+        dev = info.device
+        head = self._head_model if self._head_model is not None else load_head_model(cfg.model.head_model)
+        self.albedo_model = load_albedo_model()
+        if self.albedo_model is None:
+            self.albedo_model = UniformAlbedo()
+        n_albedo = int(getattr(self.albedo_model, "n_coefficients", 3))
+        encoder = build_encoder(cfg, head, n_albedo)
+        if cfg.model.pretrained:
+            from facetwin.networks.vit import load_pretrained
+
+            load_pretrained(encoder.vit, cfg.model.pretrained)
+        if cfg.model.init_checkpoint:
+            state, _ = ckpt.read_safetensors(Path(cfg.model.init_checkpoint))
+            encoder.load_state_dict(state)
+        self.coarse = CoarseModel(encoder, head, self.albedo_model).to(dev)
+        self.model = self.coarse.encoder
+        self.renderer = None
+        if cfg.render:
+            from facetwin.rendering import MeshRenderer
+
+            data = head.data
+            if data.uv_coords is not None or isinstance(self.albedo_model, UniformAlbedo):
+                uv, uvf = data.uv_coords, data.uv_faces
+                if uv is None:  # uniform albedo: any UV works
+                    uv, uvf = np.zeros((1, 2), np.float32), np.zeros_like(data.faces)
+                self.renderer = MeshRenderer(data.faces, uv, uvf, cfg.data.crop_size).to(dev)
+        if self.identity_loss is None and self.weights.identity > 0 and cfg.render:
+            self.identity_loss = _identity_loss(dev)
+        if self._dataset is None:
+            from facetwin.training.coarse_data import open_dataset
+
+            self._dataset = open_dataset(cfg.data, quiet=not info.is_main)
+        self.dataset = self._dataset
+
+    def parameter_groups(self, model, optim):
+        backbone = [p for n, p in model.named_parameters() if n.startswith("vit.") and p.requires_grad]
+        other = [p for n, p in model.named_parameters() if not n.startswith("vit.") and p.requires_grad]
+        return [{"params": backbone}, {"params": other, "lr": optim.lr * optim.head_lr_scale}]
+
+    def epoch_batches(self, epoch, rng, batch_size):
+        ds = self.dataset
+        if self.cfg.data.identity_batches and hasattr(ds, "identity_batches"):
+            return ds.identity_batches(rng, batch_size, self.cfg.data.images_per_identity)
+        return super().epoch_batches(epoch, rng, batch_size)
+
+    # -- forward + losses ------------------------------------------------------------------
+    def forward(self, model, batch, with_render: bool = True):
+        """Everything the losses need: (CoarseLossInputs, geometry)."""
+        images = batch["image"].float()
+        with self.autocast():
+            params = model(self.coarse.encoder_input(images))
+        geo = self.coarse.geometry(params, images.shape[-1])
+        sil = self.coarse.silhouette(geo)
+        render = render_mask = None
+        if with_render and self.renderer is not None:
+            render, render_mask = self.render(geo)
+        swapped = None
+        if self.weights.shape_consistency > 0 and "identity" in batch:
+            swapped = self.coarse.swapped_landmarks(geo, batch["identity"])
+        dyn = self.coarse.marching_contour(geo) if self.weights.contour_mode == "marching" else None
+        if self.weights.contour_mode == "marching" and dyn is None:
+            dyn = geo.landmarks2d[:, :17]  # static contour when the head model has no marching table
+        p = geo.params
+        inputs = CoarseLossInputs(
+            landmarks2d=geo.landmarks2d, landmarks_normal_z=geo.landmarks_normal_z, vertices2d=geo.vertices2d,
+            silhouette=sil, shape=p.shape, expression=p.expression, albedo=p.albedo, light=p.light,
+            image=images, gt_landmarks=batch["landmarks"].float(), render=render, render_mask=render_mask,
+            swapped_landmarks2d=swapped, dynamic_contour2d=dyn, pose=p.pose,
+            skin_mask=batch.get("skin_mask"), occluder_mask=batch.get("occluder_mask"),
+            landmark_weight=batch.get("landmark_weight"),
+        )
+        return inputs, geo
+
+    def render(self, geo):
+        from facetwin.geometry.camera import orthographic_screen_vertices
+
+        screen = orthographic_screen_vertices(geo.vertices, geo.scale_px, geo.translation_px)
+        albedo = self.albedo_model(geo.params.albedo)
+        out = self.renderer.render(screen, geo.vertices, albedo, geo.params.light)
+        face = out.mask
+        return out.image.clamp(0, 1), face
+
+    def training_step(self, model, batch, step):
+        inputs, geo = self.forward(model, batch, with_render=self.cfg.render)
+        total, terms = coarse_losses(inputs, self.weights, identity_loss=self.identity_loss)
+        logs = {k: float(v.detach()) for k, v in terms.items()}
+        logs["nme"] = float(batch_nme(geo.landmarks2d.detach(), inputs.gt_landmarks))
+        return total, logs
+
+    # -- pictures, evaluation, export --------------------------------------------------------
+    def visuals(self, model, batch, n: int = 6):
+        from facetwin.training.visuals import coarse_grid
+
+        sub = {k: v[:n] if torch.is_tensor(v) else v for k, v in batch.items()}
+        inputs, geo = self.forward(model, sub, with_render=self.renderer is not None)
+        return coarse_grid(inputs, geo, self.coarse.head_model.faces)
+
+    def evaluate(self, model, step):
+        if not self.cfg.eval.helen:
+            return None
+        from facetwin.inference.landmark_eval import evaluate_folder
+
+        res = evaluate_folder(self.coarse, resolve_data_path(self.cfg.eval.helen), limit=self.cfg.eval.limit or None, progress=False)
+        return {k: v for k, v in res.items() if isinstance(v, float)}
+
+    def export(self, model, out_dir, step, config):
+        return export_encoder(self.coarse.encoder, Path(out_dir) / "coarse_encoder.safetensors", self.coarse.head_model.name,
+                              step=step, config=config)
+
+
+def export_encoder(encoder: CoarseEncoder, path: Path, head_model_name: str, step: int = 0, config: dict | None = None,
+                   command: str = "") -> Path:
+    meta = {"format": "facetwin-coarse-encoder/1", "encoder": encoder.config(), "head_model": head_model_name,
+            "step": step, "train_config": config or {}, "command": command}
+    return ckpt.export_safetensors(encoder.state_dict(), meta, path)
+
+
+def resolve_data_path(spec: str) -> Path:
+    """``data:eval/helen-test`` → ``$FACETWIN_DATA/eval/helen-test`` (or ../shared/data/...)."""
+    from facetwin.paths import shared_data_dir
+
+    if spec.startswith("data:"):
+        return shared_data_dir() / spec[5:]
+    return Path(spec)
+
+
+def batch_nme(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Mean 68-point NME (outer-eye-corner normalised) of a batch."""
+    d = (pred - gt).norm(dim=-1).mean(-1)
+    norm = (gt[:, 36] - gt[:, 45]).norm(dim=-1).clamp_min(1e-6)
+    return (d / norm).mean()
+
+
+def _identity_loss(device):
+    """DECA's L_id through dlib's face descriptor (ported to torch), or None if unavailable."""
+    try:
+        from facetwin.losses.perceptual import EmbeddingDistanceLoss
+        from facetwin.networks.face_recognition import load_face_descriptor
+    except ImportError:
+        return None
+    return EmbeddingDistanceLoss(load_face_descriptor(device=device))
+
+
+def config_summary(cfg: CoarseConfig) -> str:
+    return json.dumps(to_dict(cfg), sort_keys=True)

@@ -1,0 +1,80 @@
+"""torchrun detection and process-group set-up (gloo on CPU, NCCL on GPU; one process otherwise)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    initialised: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+
+
+def setup(device: str = "auto") -> DistInfo:
+    """Initialise the process group when launched by torchrun; pick the device."""
+    want_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if not launched_by_torchrun():
+        dev = torch.device("cuda", 0) if want_cuda else torch.device("cpu")
+        return DistInfo(device=dev)
+    rank = int(os.environ["RANK"])
+    world = int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if want_cuda:
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+        backend = "nccl"
+    else:
+        dev = torch.device("cpu")
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev, initialised=True)
+
+
+def cleanup(info: DistInfo) -> None:
+    if info.initialised and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    """Average scalars over processes (identity in one process)."""
+    if not info.distributed or not values:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    t /= info.world_size
+    return dict(zip(keys, t.tolist()))
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()
+
+
+def broadcast_object(obj, info: DistInfo):
+    if not info.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
