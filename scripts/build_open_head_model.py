@@ -102,8 +102,7 @@ def build(prior=None, seed: int = SEED, n_shape: int = N_SHAPE, embedding_path: 
     silhouette = regions.symmetrise_mask(silhouette, mirror) & ~excluded
 
     lm_faces, lm_bary, provenance = landmarks.load_embedding(embedding_path or landmarks.EMBEDDING_FILE)
-    lm_points = landmarks.embedding_points(template, head.faces, lm_faces, lm_bary)
-    dyn_f, dyn_b, dyn_yaw = contour.dynamic_contour(template, head.faces, silhouette, lm_points[:17], YAWS_DEG)
+    dyn_f, dyn_b, dyn_yaw = contour.dynamic_contour(template, head.faces, silhouette, lm_faces[:17], lm_bary[:17], YAWS_DEG)
 
     meta = {
         "source": "MakeHuman/MPFB2 base mesh, targets, rig, weights, UVs (CC0) + FaceUnits 52 ARKit "

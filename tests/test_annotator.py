@@ -130,3 +130,26 @@ def test_annotator_nme_on_helen_test(shared_data):
     assert res["n_evaluated"] >= 20
     assert res["nme_overall"] < 0.05  # dlib's published 300-W level is ~3-4 % (outer-eye normalised)
     assert res["nme_inner"] < res["nme_boundary"]
+
+
+def test_evaluate_annotator_cli(tmp_path, astro, astro_label, capsys):
+    import json
+
+    from PIL import Image
+
+    from facetwin.cli.main import main
+    from facetwin.data.pts import write_pts
+
+    Image.fromarray(astro).save(tmp_path / "a.png")
+    gt = astro_label.landmarks.copy()
+    gt[:17] += [0.0, 6.0]  # a known 6-px error on the jaw only
+    write_pts(tmp_path / "a.pts", gt)
+    Image.fromarray(np.full((200, 200, 3), 128, np.uint8)).save(tmp_path / "blank.png")
+    write_pts(tmp_path / "blank.pts", gt)
+    assert main(["evaluate", "annotator", str(tmp_path), "--json", "--no-progress"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    iod = np.linalg.norm(gt[36] - gt[45])
+    assert res["n_images"] == 2 and res["n_evaluated"] == 1 and res["filtered_reasons"] == {"no face": 1}
+    assert res["nme_inner"] == pytest.approx(0.0, abs=1e-9)
+    assert res["nme_boundary"] == pytest.approx(6.0 / iod, rel=1e-6)
+    assert main(["evaluate", "annotator", str(tmp_path / "nowhere")]) == 2

@@ -92,14 +92,14 @@ def test_perceptual_losses_are_pluggable():
     x = _inputs(grad=False)
     calls = []
 
-    def fake_identity(composite, image):
-        calls.append((composite, image))
+    def fake_identity(composite, image, landmarks):
+        calls.append((composite, image, landmarks))
         return (composite - image).abs().mean()
 
     _, terms = coarse_losses(x, CoarseLossWeights(identity=0.5), identity_loss=fake_identity)
-    comp, img = calls[0]
+    comp, img, lmk = calls[0]
     m = x.render_mask
-    assert torch.allclose(comp, m * x.render + (1 - m) * x.image) and img is x.image
+    assert torch.allclose(comp, m * x.render + (1 - m) * x.image) and img is x.image and lmk is x.gt_landmarks
     assert torch.isclose(terms["identity"], 0.5 * (comp - img).abs().mean())
     # off when the weight is 0 or no callable is given; emotion / lip reading are off by default
     _, terms = coarse_losses(x, CoarseLossWeights(identity=0.0), identity_loss=fake_identity)

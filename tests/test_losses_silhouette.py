@@ -135,3 +135,54 @@ def test_rotated_sphere_far_side_points_snap_to_the_outline():
             # the matched outline vertices are much closer to the labels than the hidden landmarks
             vanilla = (gt - lm2d).abs().sum(-1)
             assert m.distance.max() < 1.0 and vanilla.min() > 10.0
+
+
+@pytest.fixture(scope="module")
+def open_head():
+    from facetwin.headmodel.registry import OPEN_MODEL_FILE, load_head_model
+
+    if not OPEN_MODEL_FILE.is_file():
+        pytest.skip(f"open head model not built ({OPEN_MODEL_FILE})")
+    return load_head_model("open").double()
+
+
+@pytest.mark.parametrize("yaw_deg", [60.0, -60.0])
+def test_open_head_model_strong_yaw_occludes_far_contour_and_matches_outline(open_head, yaw_deg):
+    h = open_head
+    d = h.data
+    pose = torch.zeros(1, 5, 3, dtype=D)
+    pose[0, 0, 1] = math.radians(yaw_deg)
+    out = h(pose=pose)
+    faces = h.faces
+    contour_faces, contour_bary = h.landmark_faces[:17], h.landmark_bary[:17]
+    # frontal: every zero-pose boundary landmark faces the camera
+    assert (landmark_normal_z(h(batch_size=1).vertices.double(), faces, contour_faces, contour_bary) > 0).all()
+    nz = landmark_normal_z(out.vertices, faces, contour_faces, contour_bary)
+    sil = silhouette_vertices(out.vertices, faces, torch.as_tensor(d.silhouette_candidates))
+    s, t = torch.tensor([1000.0], dtype=D), torch.tensor([[128.0, 128.0]], dtype=D)
+    v2d = project_orthographic(out.vertices, s, t)
+    lm2d = project_orthographic(out.landmarks, s, t)[:, :17]
+    # the far side is the subject's left (model x > 0, labels 10–17) when the head turns to +y
+    rest_x = h(batch_size=1).landmarks[0, :17, 0]
+    far = rest_x > 0 if yaw_deg > 0 else rest_x < 0
+    occluded = nz[0] <= 0
+    assert occluded[far].float().mean() >= 0.75 and not occluded[~far].any()
+    # annotators slide hidden contour labels onto the outline: label = an outline vertex + 1 px
+    idx = torch.cdist(lm2d, v2d.masked_fill(~sil[..., None], 1e9)).argmin(-1)  # (1, 17)
+    gt = lm2d.clone()
+    gt[occluded[None]] = v2d[0, idx[0]][occluded] + torch.tensor([0.6, -0.4], dtype=D)
+    m = match_silhouette(lm2d, nz, v2d, sil, gt)
+    k = torch.nonzero(occluded).flatten()
+    assert (m.vertex[0, k] >= 0).all() and sil[0, m.vertex[0, k]].all()
+    excluded = torch.as_tensor(d.masks["nose"] | d.masks["ears"])
+    assert not excluded[m.vertex[0, k]].any()
+    assert (m.distance[0, k] <= 1.0 + 1e-9).all()  # the nearest outline vertex is within the offset
+    vanilla = (gt - lm2d).abs().sum(-1)[0, k]
+    assert vanilla.mean() > 5 * m.distance[0, k].mean() and vanilla.max() > 10
+    # the loss is differentiable w.r.t. the head model's parameters through the matched vertices
+    beta = torch.zeros(1, h.n_shape, dtype=D, requires_grad=True)
+    out = h(shape=beta, pose=pose)
+    v2d = project_orthographic(out.vertices, s, t)
+    lm2d = project_orthographic(out.landmarks, s, t)[:, :17]
+    silhouette_loss(lm2d, nz, v2d, sil, gt, 256.0).backward()
+    assert torch.isfinite(beta.grad).all() and beta.grad.abs().sum() > 0

@@ -208,3 +208,21 @@ def test_marching_contour_loss_known_value_and_gradient():
     assert torch.isclose(marching_contour_loss(pred, gt, 100), torch.tensor(2 * 0.1 / 21, dtype=D))
     pred = (pred + torch.randn(pred.shape, generator=g, dtype=D)).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda p: marching_contour_loss(p, gt, 100.0), (pred,))
+
+
+def test_embedding_loss_aligns_both_inputs_with_the_landmarks():
+    seen = []
+
+    def align(images, landmarks):
+        seen.append(landmarks)
+        return images[..., :2, :2]  # a toy "chip": the top-left 2×2 corner
+
+    loss_fn = EmbeddingDistanceLoss(_MeanColour(), align=align)
+    image = torch.zeros(1, 3, 4, 4, dtype=D)
+    comp = image.clone()
+    comp[..., 2:, 2:] = 1  # differs only outside the chip
+    lm = torch.zeros(1, 68, 2, dtype=D)
+    assert loss_fn(comp, image, lm).item() == pytest.approx(0.0, abs=1e-12)
+    assert len(seen) == 2 and seen[0] is lm
+    with pytest.raises(ValueError):
+        loss_fn(comp, image)

@@ -12,6 +12,7 @@ from facetwin.cli.main import main
 from facetwin.data.alignment import apply_affine, invert_affine
 from facetwin.data.annotator import annotate
 from facetwin.data.datasets import load_manifest
+from facetwin.data.io import load_image
 from facetwin.data.prepare import PrepareConfig, collect_sources, in_shard, prepare, read_jsonl
 from facetwin.data.pts import write_pts
 
@@ -88,14 +89,13 @@ def test_records_are_consistent(prepared):
     assert crop.shape == (128, 128, 3) and skin.shape == (128, 128)
     assert 0.1 < (skin > 0).mean() < 0.6
     # The stored transform maps the original-image labels onto the crop labels.
-    astro = skdata.astronaut()
-    original = annotate(astro)[0][0].landmarks
+    original = annotate(load_image(r["source"])[0])[0][0].landmarks
     A = np.array(r["transform"])
     assert np.allclose(apply_affine(A, original), r["landmarks"], atol=0.01)
     assert np.allclose(apply_affine(invert_affine(A), np.array(r["landmarks"])), original, atol=0.01)
-    # The .pts beside the image became gt_landmarks in crop pixels (1-based file, 1 px offset).
+    # The .pts beside the image (0-based labels + 1 px, stored 1-based) became gt_landmarks in crop pixels.
     gt = np.array(r["gt_landmarks"])
-    assert np.allclose(gt, r["landmarks"], atol=0.01)
+    assert np.allclose(gt, apply_affine(A, annotate(skdata.astronaut())[0][0].landmarks + 1.0), atol=0.01)
     # The EXIF-rotated photo is upright: same labels in the crop as the plain photo.
     assert np.abs(np.array(records["exif.jpg"]["landmarks"]) - r["landmarks"]).mean() < 1.0
     assert records["exif.jpg"]["source_size"] == [512, 512]

@@ -160,7 +160,7 @@ def test_gradients_wrt_positions_match_finite_differences():
     def fn(sv):
         return (interpolate(attr, f, rasterize(sv, f, 20, cull_backfaces=True)) * w).sum()
 
-    assert torch.autograd.gradcheck(fn, (sv0.clone().requires_grad_(),), eps=1e-7, atol=1e-5)
+    assert torch.autograd.gradcheck(fn, (sv0.clone().requires_grad_(),), eps=1e-7, atol=1e-5, fast_mode=True)
 
     cam = PerspectiveCamera.looking_at_face(4.0, 60.0, 20, 20, dtype=torch.float64)
 
@@ -168,7 +168,7 @@ def test_gradients_wrt_positions_match_finite_differences():
         sv = cam.screen_vertices(vertices)
         return (interpolate(attr, f, rasterize(sv, f, 20, cull_backfaces=True, perspective_correct=True)) * w).sum()
 
-    assert torch.autograd.gradcheck(fn_persp, (v[None].clone().requires_grad_(),), eps=1e-7, atol=1e-5)
+    assert torch.autograd.gradcheck(fn_persp, (v[None].clone().requires_grad_(),), eps=1e-7, atol=1e-5, fast_mode=True)
 
 
 def test_gradients_wrt_attributes_textures_and_lighting():
@@ -178,7 +178,7 @@ def test_gradients_wrt_attributes_textures_and_lighting():
     frags = rasterize(sv, f, 20)
     g = torch.Generator().manual_seed(3)
     attr = torch.randn(1, v.shape[0], 3, dtype=torch.float64, generator=g, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a: interpolate(a, f, frags), (attr,), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(lambda a: interpolate(a, f, frags), (attr,), eps=1e-6, atol=1e-6, fast_mode=True)
 
     renderer = MeshRenderer(f, uv.double(), uvf, 20)
     tex = torch.rand(1, 3, 8, 8, dtype=torch.float64, generator=g, requires_grad=True)
@@ -189,7 +189,7 @@ def test_gradients_wrt_attributes_textures_and_lighting():
         sv = orthographic_screen_vertices(vb, torch.tensor([8.3], dtype=torch.float64), torch.tensor([[10.1, 9.7]], dtype=torch.float64))
         return renderer.render(sv, vb, tex, light).image
 
-    assert torch.autograd.gradcheck(fn, (tex, light, vb), eps=1e-7, atol=1e-5)
+    assert torch.autograd.gradcheck(fn, (tex, light, vb), eps=1e-7, atol=1e-5, fast_mode=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")

@@ -32,7 +32,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
     p.add_argument("--scale", type=float, default=1.6, help="crop side / landmark box side (default 1.6)")
     p.add_argument("--faces", choices=["main", "all", "single"], default="main",
-                   help="main: the largest face (default); all: every face; single: skip images with several faces")
+                   help="main: the largest face with reliable labels (default); all: every face; single: skip images with several faces")
     p.add_argument("--identity", choices=["auto", "folder", "video", "image"], default="auto",
                    help="identity of images without a SRC:MODE suffix (auto = one per image; videos = one per clip)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
@@ -43,6 +43,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--min-face", type=float, default=40.0, help="skip faces smaller than this (landmark box, px)")
     p.add_argument("--min-reliability", type=float, default=0.4, help="skip faces whose label reliability is lower (0..1)")
     p.add_argument("--limit", type=int, default=None, help="process at most this many files now (testing/benchmarks)")
+    p.add_argument("--retry-skipped", action="store_true", help="process again the files that gave no face crop in an earlier run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -68,4 +69,5 @@ def run(args) -> dict:
         max_frames=args.max_frames or None,
     )
     return prepare(args.sources, args.out, cfg, workers=args.workers, shard=_shard(args.shard),
-                   identity=args.identity, progress=not args.no_progress, limit=args.limit)
+                   identity=args.identity, progress=not args.no_progress, limit=args.limit,
+                   retry_skipped=args.retry_skipped)

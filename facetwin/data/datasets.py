@@ -30,7 +30,7 @@ from facetwin.errors import FacetwinError
 
 
 def _to_tensor_image(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float().div_(255.0)
 
 
 def load_manifest(folder) -> list[dict]:

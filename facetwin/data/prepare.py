@@ -310,8 +310,13 @@ def prepare(
     identity: str = "auto",
     progress: bool = True,
     limit: int | None = None,
+    retry_skipped: bool = False,
 ) -> dict:
-    """Prepare every image/video under ``specs`` into ``out_dir``; returns a summary dict."""
+    """Prepare every image/video under ``specs`` into ``out_dir``; returns a summary dict.
+
+    ``retry_skipped``: process again the sources that gave no item (e.g. after changing
+    ``min_reliability`` or upgrading the annotator).
+    """
     cfg = cfg or PrepareConfig()
     i, n = shard
     if not (n >= 1 and 0 <= i < n):
@@ -328,7 +333,7 @@ def prepare(
         raise FacetwinError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
     _check_settings(out_dir, cfg)
     manifest_name, skipped_name, done_name = shard_names(shard)
-    done = {d["key"] for d in read_jsonl(out_dir / done_name)}
+    done = {d["key"] for d in read_jsonl(out_dir / done_name) if not (retry_skipped and d.get("items", 0) == 0)}
     mine = [s for s in sources if in_shard(s.key, shard)]
     todo = [s for s in mine if s.key not in done]
     if limit is not None:

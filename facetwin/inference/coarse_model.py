@@ -18,7 +18,7 @@ from facetwin.geometry.camera import project_orthographic
 from facetwin.geometry.mesh import edges as mesh_edges
 from facetwin.geometry.mesh import vertex_normals
 from facetwin.geometry.rotation import axis_angle_to_matrix
-from facetwin.headmodel.model import interpolate_on_faces
+from facetwin.rendering.silhouette import landmark_normal_z
 from facetwin.networks.coarse_encoder import CoarseEncoder, CoarseParams
 
 
@@ -36,25 +36,6 @@ class CoarseGeometry:
     scale_px: torch.Tensor        # (B,) pixels per metre
     translation_px: torch.Tensor  # (B, 2) pixels
     crop_size: int
-
-
-def silhouette_vertices(normals: torch.Tensor, edges: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
-    """Vertices on the outline seen from +z (paper Eq. 1's V_e): both ends of every edge whose
-    end normals have opposite z signs, restricted to ``candidates``.
-
-    Args: normals (B, V, 3); edges (E, 2); candidates (V,) bool or None. Returns (B, V) bool.
-    """
-    front = normals[..., 2] > 0
-    cross = front[:, edges[:, 0]] != front[:, edges[:, 1]]  # (B, E)
-    out = torch.zeros(front.shape, dtype=torch.bool, device=normals.device)
-    B = front.shape[0]
-    rows = torch.arange(B, device=normals.device)[:, None].expand_as(cross)
-    for k in (0, 1):
-        cols = edges[:, k][None].expand_as(cross)
-        out[rows[cross], cols[cross]] = True
-    if candidates is not None:
-        out &= candidates[None]
-    return out
 
 
 def yaw_of(pose_global: torch.Tensor) -> torch.Tensor:
@@ -100,7 +81,8 @@ class CoarseModel(nn.Module):
 
     def geometry(self, params: CoarseParams, crop_size: int, shape: torch.Tensor | None = None) -> CoarseGeometry:
         """Head model + camera for parameters (float32). ``shape`` overrides β (shape swap)."""
-        params = params.to(torch.float32)
+        if params.scale.dtype in (torch.float16, torch.bfloat16):
+            params = params.to(torch.float32)
         hm = self.head_model
         beta = params.shape if shape is None else shape
         beta = _pad(beta, hm.n_shape)
@@ -110,14 +92,14 @@ class CoarseModel(nn.Module):
         v2d = project_orthographic(out.vertices, s_px, t_px)
         l2d = project_orthographic(out.landmarks, s_px, t_px)
         normals = vertex_normals(out.vertices, hm.faces)
-        lmk_n = interpolate_on_faces(normals, hm.faces, hm.landmark_faces, hm.landmark_bary)
-        lmk_nz = lmk_n[..., 2] / lmk_n.norm(dim=-1).clamp_min(1e-12)
+        lmk_nz = landmark_normal_z(out.vertices, hm.faces, hm.landmark_faces, hm.landmark_bary, normals=normals)
         return CoarseGeometry(params, out.vertices, out.landmarks, normals, v2d, l2d, lmk_nz, s_px, t_px, crop_size)
 
     def silhouette(self, geo: CoarseGeometry) -> torch.Tensor:
         """(B, V) bool silhouette vertices within the candidate region."""
-        with torch.no_grad():
-            return silhouette_vertices(geo.normals, self.edges, self.silhouette_candidates)
+        from facetwin.rendering.silhouette import silhouette_vertices
+
+        return silhouette_vertices(geo.vertices.detach(), self.head_model.faces, self.silhouette_candidates, edges=self.edges)
 
     def marching_contour(self, geo: CoarseGeometry) -> torch.Tensor | None:
         """(B, 17, 2) FLAME-style dynamic contour landmarks for the pose's yaw (ablation)."""

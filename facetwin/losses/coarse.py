@@ -104,13 +104,13 @@ class CoarseLossWeights:
 def coarse_losses(
     inputs: CoarseLossInputs,
     weights: CoarseLossWeights | None = None,
-    identity_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
-    emotion_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
-    lip_reading_loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+    identity_loss: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+    emotion_loss: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+    lip_reading_loss: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """L_C of Eq. 2.
 
-    Perceptual callables take ``(composite, image)`` (see :mod:`facetwin.losses.perceptual`); a
+    Perceptual callables take ``(composite, image, gt_landmarks)`` (see :mod:`facetwin.losses.perceptual`); a
     perceptual term is computed when its weight is > 0, its callable is given and a render is
     present. The photometric term needs ``render``; L_sc needs ``swapped_landmarks2d``; the
     "marching" mode needs ``dynamic_contour2d``.
@@ -157,7 +157,7 @@ def coarse_losses(
             if weight > 0 and fn is not None:
                 if composite is None:
                     composite = composite_render(x.render, x.image, render_mask)
-                terms[name] = weight * fn(composite, x.image)
+                terms[name] = weight * fn(composite, x.image, x.gt_landmarks)
 
     terms["shape_reg"] = w.shape_reg * l2_regularizer(x.shape)
     terms["expression_reg"] = w.expression_reg * l2_regularizer(x.expression)

@@ -13,7 +13,8 @@ Output mappings (so every prediction starts plausible and stays in range):
   that zero outputs put the template's landmark centre in the crop centre. ``s_ref`` makes the
   template's 68 landmarks span ``face_fraction`` of the crop. Scale/translation are predicted
   relative to the crop size, :meth:`CoarseParams.camera_pixels` converts.
-* α, SH lighting: linear; the lighting bias starts at ``light_init`` (ambient DC term).
+* α, SH lighting: linear; the lighting bias starts at ``light_init`` (ambient DC term: 3.5 ×
+  DECA's constant 1/√(4π) ≈ irradiance 1).
 
 The last linear layer starts with tiny weights so the first predictions are the mean face,
 centred and frontal.
@@ -97,7 +98,7 @@ class CoarseEncoder(nn.Module):
     JAW_LIMITS = (0.45, 0.08, 0.08)  # opening, sideways, twist
 
     def __init__(self, layout: HeadLayout, size: str = "tiny", image_size: int = 128, hidden: int = 512,
-                 face_fraction: float = 0.6, light_init: float = 1.0, predict_jaw: bool = True):
+                 face_fraction: float = 0.6, light_init: float = 3.5, predict_jaw: bool = True):
         super().__init__()
         self.layout = layout
         self.size = size
@@ -136,8 +137,9 @@ class CoarseEncoder(nn.Module):
         return self.vit((images - self.mean.to(images.dtype)) / self.std.to(images.dtype))
 
     def decode(self, raw: torch.Tensor) -> CoarseParams:
-        """(B, n_out) raw head outputs → parameters (float32 math whatever the autocast dtype)."""
-        raw = raw.float()
+        """(B, n_out) raw head outputs → parameters (at least float32 whatever the autocast dtype)."""
+        if raw.dtype in (torch.float16, torch.bfloat16):
+            raw = raw.float()
         sl, L = self._slices(), self.layout
         B = raw.shape[0]
         expr = raw[:, sl["expression"]]

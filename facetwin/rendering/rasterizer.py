@@ -130,7 +130,12 @@ def interpolate_packed(attributes: torch.Tensor, faces: torch.Tensor, fragments:
         flat = attributes.reshape(B * A, C)
         corners = corners + (fragments.batch_index * A)[:, None]
     vals = flat.index_select(0, corners.reshape(-1)).reshape(-1, 3, flat.shape[-1])
-    return torch.einsum("nk,nkc->nc", fragments.bary.to(vals.dtype), vals)
+    return blend3(fragments.bary.to(vals.dtype), vals)
+
+
+def blend3(weights: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
+    """(N, 3) weights, (N, 3, C) values → (N, C). Elementwise: batched tiny matmuls are slow on CPU."""
+    return (vals * weights[:, :, None]).sum(1)
 
 
 def scatter_pixels(values: torch.Tensor, fragments: Fragments, background: float = 0.0) -> torch.Tensor:
@@ -153,87 +158,101 @@ def depth_map(screen_vertices: torch.Tensor, faces: torch.Tensor, fragments: Fra
 # -- pass 1: visibility ------------------------------------------------------------------------
 
 def _visibility(sv: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull: bool, perspective: bool) -> torch.Tensor:
+    """Triangle id per pixel (B, H, W), -1 for background. Scanline spans, no gradients.
+
+    Each valid triangle lists the pixel rows of its bounding box; on each row the span of pixel
+    centres inside the triangle is solved in closed form from the three edge functions, so only
+    (nearly) covered pixels are enumerated, even for long thin triangles. The closest triangle
+    per pixel wins through ``scatter_reduce(amin)`` on ``(quantised depth << 25) | id``.
+    """
     B, V, _ = sv.shape
     F = faces.shape[0]
     dev = sv.device
-    tri = sv[:, faces]  # (B, F, 3 corners, 3)
+    f64 = torch.float64
+    tri = sv.to(f64)[:, faces]  # (B, F, 3 corners, 3)
     x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]
     x0, x1, x2 = x.unbind(-1)
     y0, y1, y2 = y.unbind(-1)
     area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)  # (B, F), negative = facing the camera
-    valid = area.abs() > 1e-12
+    valid = (area.abs() > 1e-12) & torch.isfinite(area)
     if cull:
         valid &= area < 0
     if perspective:
         valid &= (z > 0).all(-1)
-    # Integer bounding boxes of the pixel centres inside the triangle's box.
     xmin = torch.ceil(x.amin(-1) - 0.5).clamp(0, W)
     xmax = torch.floor(x.amax(-1) - 0.5).clamp(-1, W - 1)
     ymin = torch.ceil(y.amin(-1) - 0.5).clamp(0, H)
     ymax = torch.floor(y.amax(-1) - 0.5).clamp(-1, H - 1)
-    bw = (xmax - xmin + 1).clamp_min(0)
     bh = (ymax - ymin + 1).clamp_min(0)
-    valid &= torch.isfinite(area)
-    counts = torch.where(valid, bw * bh, torch.zeros_like(bw)).to(torch.int64).reshape(-1)
+    valid &= (xmax >= xmin) & (bh > 0)
+    out = torch.full((B * H * W,), _EMPTY, dtype=torch.int64, device=dev)
+    sel = torch.nonzero(valid.reshape(-1)).squeeze(1)
+    if sel.numel() == 0:
+        return out.new_full((B, H, W), -1)
 
-    # Affine edge functions b_k(p) = a_k p_x + b_k p_y + c_k (barycentric k) and the depth plane.
-    inv = 1.0 / torch.where(valid, area, torch.ones_like(area))
-    e0 = torch.stack([-(y2 - y1), (x2 - x1), (y2 - y1) * x1 - (x2 - x1) * y1], -1) * inv[..., None]
-    e1 = torch.stack([-(y0 - y2), (x0 - x2), (y0 - y2) * x2 - (x0 - x2) * y2], -1) * inv[..., None]
-    e2 = torch.stack([-(y1 - y0), (x1 - x0), (y1 - y0) * x0 - (x1 - x0) * y0], -1) * inv[..., None]
-    zplane = e0 * z0_(z) + e1 * z1_(z) + e2 * z2_(z)
-    # Depth quantised per image over the depth range of its vertices.
-    zv = sv[..., 2]
+    # Depth quantised per image over its vertices' depth range: q = 0 is the closest.
+    zv = sv.to(f64)[..., 2]
     zmax = zv.amax(1)
     zmin = zv.amin(1)
     if perspective:
         zmin = torch.where(zv > 0, zv, torch.full_like(zv, float("inf"))).amin(1).clamp_max(zmax)
-    zscale = (2**_DEPTH_BITS - 2) / (zmax - zmin).clamp_min(1e-12)
-    coeffs = torch.cat([e0, e1, e2, zplane], -1).reshape(B * F, 12)
-    box = torch.stack([xmin, ymin, bw], -1).reshape(B * F, 3).to(torch.int64)
+    zscale = (2.0**_DEPTH_BITS - 2) / (zmax - zmin).clamp_min(1e-12)
+    zq = (zmax[:, None, None] - z) * zscale[:, None, None]  # (B, F, 3)
 
-    total = int(counts.sum())
-    out = torch.full((B * H * W,), _EMPTY, dtype=torch.int64, device=dev)
-    if total == 0:
-        return torch.full((B, H, W), -1, dtype=torch.int64, device=dev)
-    tri_idx = torch.repeat_interleave(torch.arange(B * F, device=dev), counts, output_size=total)
-    start = torch.cumsum(counts, 0) - counts
-    local = torch.arange(total, device=dev) - start.index_select(0, tri_idx)
-    bx = box.index_select(0, tri_idx)
-    w = bx[:, 2]
-    row = torch.div(local, w, rounding_mode="floor")
-    px = bx[:, 0] + (local - row * w)
-    py = bx[:, 1] + row
-    c = coeffs.index_select(0, tri_idx)  # (N, 12)
-    fx = px.to(c.dtype) + 0.5
-    fy = py.to(c.dtype) + 0.5
-    b0 = c[:, 0] * fx + c[:, 1] * fy + c[:, 2]
-    b1 = c[:, 3] * fx + c[:, 4] * fy + c[:, 5]
-    b2 = c[:, 6] * fx + c[:, 7] * fy + c[:, 8]
-    inside = (b0 >= -_INSIDE_EPS) & (b1 >= -_INSIDE_EPS) & (b2 >= -_INSIDE_EPS)
-    depth = c[:, 9] * fx + c[:, 10] * fy + c[:, 11]
-    batch = torch.div(tri_idx, F, rounding_mode="floor")
-    face = tri_idx - batch * F
-    keep = torch.nonzero(inside).squeeze(1)
-    batch, face, px, py, depth = (t.index_select(0, keep) for t in (batch, face, px, py, depth))
-    q = ((zmax.index_select(0, batch) - depth) * zscale.index_select(0, batch)).clamp(0, 2**_DEPTH_BITS - 1)
-    key = (q.to(torch.int64) << _ID_BITS) | face
-    pix = batch * (H * W) + py * W + px
+    # Affine functions of the pixel position f(px, py) = c + a px + b py, for the three
+    # barycentrics (rows 0-2) and the quantised depth (row 3). Only the selected triangles.
+    take = lambda t: t.reshape(B * F, *t.shape[2:]).index_select(0, sel)  # noqa: E731
+    x0, x1, x2, y0, y1, y2, inv = (take(t) for t in (x0, x1, x2, y0, y1, y2, 1.0 / area))
+    zq = take(zq)
+    def edge(xa, ya, xb, yb):  # noqa: E306 — barycentric of the vertex opposite the edge a→b
+        return torch.stack([((yb - ya) * xa - (xb - xa) * ya) * inv, -(yb - ya) * inv, (xb - xa) * inv], -1)
+    e = torch.stack([edge(x1, y1, x2, y2), edge(x2, y2, x0, y0), edge(x0, y0, x1, y1)], 1)  # (T, 3, [c, a, b])
+    plane = (e * zq[:, :, None]).sum(1)  # (T, 3)
+    batch = torch.div(sel, F, rounding_mode="floor")
+    face = sel - batch * F
+    ymin_t, bh_t = take(ymin).long(), take(bh).long()
+    xlo_t, xhi_t = take(xmin), take(xmax)
+
+    # Rows: one entry per (triangle, bounding-box row).
+    rows = int(bh_t.sum())
+    owner = torch.repeat_interleave(torch.arange(sel.numel(), device=dev), bh_t, output_size=rows)
+    rstart = torch.cumsum(bh_t, 0) - bh_t
+    row_y = ymin_t.index_select(0, owner) + (torch.arange(rows, device=dev) - rstart.index_select(0, owner))
+    fy = row_y.to(f64) + 0.5
+    er = e.index_select(0, owner)  # (R, 3, 3)
+    cr = er[..., 0] + er[..., 2] * fy[:, None]  # (R, 3): barycentric at x = 0 on this row
+    ar = er[..., 1]
+    # b_k = cr + ar x >= -eps on the span [lo, hi].
+    t = (-_INSIDE_EPS - cr) / torch.where(ar == 0, torch.ones_like(ar), ar)
+    lo = torch.where(ar > 0, t, torch.full_like(t, -float("inf"))).amax(1)
+    hi = torch.where(ar < 0, t, torch.full_like(t, float("inf"))).amin(1)
+    empty = ((ar == 0) & (cr < -_INSIDE_EPS)).any(1)
+    jmin = torch.maximum(torch.ceil(lo - 0.5), xlo_t.index_select(0, owner))
+    jmax = torch.minimum(torch.floor(hi - 0.5), xhi_t.index_select(0, owner))
+    cnt = torch.where(empty, torch.zeros_like(jmin), (jmax - jmin + 1).clamp_min(0)).long()
+
+    # Pixels: one entry per covered pixel centre of each row span.
+    n_pix = int(cnt.sum())
+    if n_pix == 0:
+        return out.new_full((B, H, W), -1)
+    prow = torch.repeat_interleave(torch.arange(rows, device=dev), cnt, output_size=n_pix)
+    pstart = torch.cumsum(cnt, 0) - cnt
+    pl = plane.index_select(0, owner)  # (R, 3)
+    q0 = pl[:, 0] + pl[:, 2] * fy + pl[:, 1] * 0.5  # depth at x = 0.5 (pixel column 0's centre)
+    b_row = batch.index_select(0, owner)
+    rowbase = b_row * (H * W) + row_y * W
+    # Per-row values gathered once per pixel: offset to turn a pixel counter into a column,
+    # depth at column 0, depth slope, pixel index base and triangle id.
+    shift = jmin.long() - pstart
+    packed = torch.stack([shift.to(f64), q0, pl[:, 1], rowbase.to(f64), face.index_select(0, owner).to(f64)], 1)
+    g = packed.index_select(0, prow)
+    col = torch.arange(n_pix, device=dev, dtype=f64) + g[:, 0]
+    q = (g[:, 1] + g[:, 2] * col).clamp(0, 2**_DEPTH_BITS - 1).to(torch.int64)
+    key = (q << _ID_BITS) | g[:, 4].to(torch.int64)
+    pix = (g[:, 3] + col).to(torch.int64)
     out.scatter_reduce_(0, pix, key, reduce="amin")
     ids = torch.where(out == _EMPTY, torch.full_like(out, -1), out & (2**_ID_BITS - 1))
     return ids.reshape(B, H, W)
-
-
-def z0_(z):
-    return z[..., 0:1]
-
-
-def z1_(z):
-    return z[..., 1:2]
-
-
-def z2_(z):
-    return z[..., 2:3]
 
 
 # -- pass 2: barycentrics with gradients -------------------------------------------------------
@@ -244,18 +263,49 @@ def _barycentrics(sv: torch.Tensor, faces: torch.Tensor, pixel_index: torch.Tens
     rem = pixel_index - batch * (H * W)
     py = torch.div(rem, W, rounding_mode="floor")
     px = rem - py * W
-    fx = (px.to(sv.dtype) + 0.5)
-    fy = (py.to(sv.dtype) + 0.5)
-    corners = faces.index_select(0, face_index) + (batch * V)[:, None]
-    p = sv.reshape(B * V, 3).index_select(0, corners.reshape(-1)).reshape(-1, 3, 3)
-    x0, x1, x2 = p[:, 0, 0], p[:, 1, 0], p[:, 2, 0]
-    y0, y1, y2 = p[:, 0, 1], p[:, 1, 1], p[:, 2, 1]
-    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-    w0 = (x2 - x1) * (fy - y1) - (y2 - y1) * (fx - x1)
-    w1 = (x0 - x2) * (fy - y2) - (y0 - y2) * (fx - x2)
-    bary = torch.stack([w0, w1], -1) / area[:, None]
-    bary = torch.cat([bary, 1 - bary.sum(-1, keepdim=True)], -1)
+    centre = torch.stack([px, py], -1).to(sv.dtype) + 0.5  # (N, 2)
+    corners = (faces.index_select(0, face_index) + (batch * V)[:, None]).reshape(-1)
+    xy = sv[..., :2].reshape(B * V, 2).index_select(0, corners).reshape(-1, 3, 2)
+    bary = _Barycentric.apply(xy, centre)
     if perspective:
-        wz = bary * p[:, :, 2]
+        z = sv[..., 2].reshape(B * V).index_select(0, corners).reshape(-1, 3)
+        wz = bary * z
         bary = wz / wz.sum(-1, keepdim=True)
     return bary
+
+
+class _Barycentric(torch.autograd.Function):
+    """Screen-space barycentrics of points in triangles with an analytic backward.
+
+    With ``∇b_i`` the (constant) gradient of barycentric ``i`` w.r.t. the point, moving corner
+    ``j`` changes it by ``∂b_i/∂p_j = -b_j ∇b_i``; so the backward is two small products instead
+    of autograd's chain through ~20 elementwise ops.
+    """
+
+    @staticmethod
+    def forward(ctx, xy: torch.Tensor, point: torch.Tensor) -> torch.Tensor:  # (N, 3, 2), (N, 2)
+        x0, x1, x2 = xy[:, 0, 0], xy[:, 1, 0], xy[:, 2, 0]
+        y0, y1, y2 = xy[:, 0, 1], xy[:, 1, 1], xy[:, 2, 1]
+        inv = 1.0 / ((x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0))
+        # ∇b_i = (-(y_b - y_a), x_b - x_a) / area for the edge (a, b) opposite corner i.
+        grad_pt = torch.stack([
+            torch.stack([y1 - y2, x2 - x1], -1),
+            torch.stack([y2 - y0, x0 - x2], -1),
+            torch.stack([y0 - y1, x1 - x0], -1),
+        ], 1) * inv[:, None, None]  # (N, 3, 2)
+        # b_i(P) = ∇b_i · (P - p_j) for a corner j on the opposite edge.
+        d1 = point - xy[:, 1]
+        d2 = point - xy[:, 2]
+        b0 = (grad_pt[:, 0] * d1).sum(-1)
+        b1 = (grad_pt[:, 1] * d2).sum(-1)
+        bary = torch.stack([b0, b1, 1 - b0 - b1], -1)
+        ctx.save_for_backward(bary, grad_pt)
+        return bary
+
+    @staticmethod
+    def backward(ctx, grad_bary: torch.Tensor):
+        bary, grad_pt = ctx.saved_tensors
+        g = (grad_bary[:, :, None] * grad_pt).sum(1)  # (N, 2) = Σ_i g_i ∇b_i
+        grad_xy = -bary[:, :, None] * g[:, None, :]
+        grad_point = g if ctx.needs_input_grad[1] else None
+        return grad_xy, grad_point

@@ -2,31 +2,71 @@
 
 ``MeshRenderer(faces, uv_coords, uv_faces).render(screen_vertices, vertices, albedo, lighting)``
 returns the shaded image, its alpha mask, per-pixel normals, albedo and UVs, all channels-first
-(B, C, H, W) and differentiable w.r.t. vertices, albedo texture and lighting.
+(B, C, H, W) and differentiable w.r.t. vertices, albedo texture and lighting. Images other than
+``image`` and ``mask`` are assembled only when read.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from facetwin.geometry.mesh import vertex_normals
 from facetwin.rendering.rasterizer import Fragments, interpolate_packed, rasterize, scatter_pixels
-from facetwin.rendering.shading import sh_irradiance
+from facetwin.rendering.shading import sh_irradiance_packed
 from facetwin.rendering.texture import sample_texture
 
 
 @dataclass
 class RenderOutput:
-    image: torch.Tensor        # (B, 3, H, W) shaded colour (albedo ⊙ irradiance), 0 in the background
-    mask: torch.Tensor         # (B, 1, H, W) float, 1 where the mesh covers the pixel
-    normals: torch.Tensor      # (B, 3, H, W) unit normals used for shading (detail ones if given)
-    albedo: torch.Tensor       # (B, 3, H, W) sampled albedo
-    irradiance: torch.Tensor   # (B, 3, H, W) SH irradiance (the shading alone)
-    uv: torch.Tensor           # (B, H, W, 2) UV of each pixel (0 in the background)
+    """Per covered pixel values (packed, N rows in ``fragments.pixel_index`` order) and images.
+
+    Images (channels first, zero background): ``image`` (B, 3, H, W) shaded colour
+    ``albedo ⊙ irradiance``; ``mask`` (B, 1, H, W) float coverage; ``normals`` (B, 3, H, W) unit
+    normals used for shading; ``albedo``; ``irradiance``; ``uv`` (B, H, W, 2).
+    """
+
     fragments: Fragments
+    packed_colour: torch.Tensor      # (N, 3)
+    packed_normals: torch.Tensor     # (N, 3)
+    packed_albedo: torch.Tensor      # (N, 3)
+    packed_irradiance: torch.Tensor  # (N, 3)
+    packed_uv: torch.Tensor | None   # (N, 2)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def _img(self, name: str, packed: torch.Tensor) -> torch.Tensor:
+        if name not in self._cache:
+            self._cache[name] = scatter_pixels(packed, self.fragments).permute(0, 3, 1, 2)
+        return self._cache[name]
+
+    @property
+    def image(self) -> torch.Tensor:
+        return self._img("image", self.packed_colour)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.fragments.mask[:, None].to(self.packed_colour.dtype)
+
+    @property
+    def normals(self) -> torch.Tensor:
+        return self._img("normals", self.packed_normals)
+
+    @property
+    def albedo(self) -> torch.Tensor:
+        return self._img("albedo", self.packed_albedo)
+
+    @property
+    def irradiance(self) -> torch.Tensor:
+        return self._img("irradiance", self.packed_irradiance)
+
+    @property
+    def uv(self) -> torch.Tensor:
+        if self.packed_uv is None:
+            B, (H, W) = self.fragments.batch_size, self.fragments.image_size
+            return torch.zeros(B, H, W, 2, dtype=self.packed_colour.dtype, device=self.packed_colour.device)
+        return scatter_pixels(self.packed_uv, self.fragments)
 
 
 class MeshRenderer:
@@ -40,7 +80,7 @@ class MeshRenderer:
 
     def __init__(self, faces, uv_coords=None, uv_faces=None, image_size: int | tuple[int, int] = 224, convention: str = "deca"):
         self.faces = torch.as_tensor(faces, dtype=torch.int64)
-        self.uv_coords = None if uv_coords is None else torch.as_tensor(uv_coords, dtype=torch.float32)
+        self.uv_coords = None if uv_coords is None else torch.as_tensor(uv_coords)
         self.uv_faces = None if uv_faces is None else torch.as_tensor(uv_faces, dtype=torch.int64)
         self.image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         self.convention = convention
@@ -81,56 +121,31 @@ class MeshRenderer:
                 :meth:`UVMapper.detail_normal_map`), used instead of the mesh normals.
             fragments: reuse a rasterisation of the same screen vertices.
         """
-        dev = screen_vertices.device
+        dev, dtype = screen_vertices.device, screen_vertices.dtype
         faces = self.faces.to(dev)
         if fragments is None:
             fragments = rasterize(screen_vertices, faces, self.image_size, cull_backfaces, perspective_correct)
-        B = screen_vertices.shape[0]
         N = fragments.pixel_index.shape[0]
+        counts = torch.bincount(fragments.batch_index, minlength=fragments.batch_size).tolist()
         need_uv = albedo is not None or detail_normals is not None
         if need_uv and self.uv_coords is None:
             raise ValueError("textures need uv_coords and uv_faces")
-        uv_packed = interpolate_packed(self.uv_coords.to(dev), self.uv_faces.to(dev), fragments) if need_uv else None
-        bidx = fragments.batch_index
+        uv = interpolate_packed(self.uv_coords.to(dev, dtype), self.uv_faces.to(dev), fragments) if need_uv else None
         if detail_normals is not None:
-            n = _sample_packed(detail_normals, uv_packed, bidx, B)
+            n = _sample_packed(detail_normals, uv, counts)
         else:
-            vn = vertex_normals(vertices, faces)
-            n = interpolate_packed(vn, faces, fragments)
+            n = interpolate_packed(vertex_normals(vertices, faces), faces, fragments)
         n = F.normalize(n, dim=-1, eps=1e-12)
         if albedo is not None:
-            alb = _sample_packed(albedo, uv_packed, bidx, B)
+            alb = _sample_packed(albedo, uv, counts)
         else:
-            alb = torch.full((N, 3), 0.7, dtype=screen_vertices.dtype, device=dev)
-        # Irradiance per covered pixel: basis (N, 9) times that pixel's batch lighting.
-        from facetwin.rendering.shading import sh_basis
-
-        basis = sh_basis(n, self.convention)
-        irr = torch.einsum("nk,nkc->nc", basis, lighting.to(basis.dtype).index_select(0, bidx))
-        colour = alb * irr
-        to_img = lambda t, bg=0.0: scatter_pixels(t, fragments, bg).permute(0, 3, 1, 2)  # noqa: E731
-        uv_img = scatter_pixels(uv_packed, fragments) if uv_packed is not None else torch.zeros(B, *self.image_size, 2, device=dev)
-        return RenderOutput(
-            image=to_img(colour),
-            mask=fragments.mask[:, None].to(colour.dtype),
-            normals=to_img(n),
-            albedo=to_img(alb),
-            irradiance=to_img(irr),
-            uv=uv_img,
-            fragments=fragments,
-        )
+            alb = torch.full((N, 3), 0.7, dtype=dtype, device=dev)
+        irr = sh_irradiance_packed(n, lighting, counts, self.convention)
+        return RenderOutput(fragments, alb * irr, n, alb, irr, uv)
 
 
-def _sample_packed(texture: torch.Tensor, uv_packed: torch.Tensor, bidx: torch.Tensor, B: int) -> torch.Tensor:
-    """Sample a (B, C, S, S) texture at packed per-pixel UVs (N, 2) belonging to batch ``bidx``."""
-    if B == 1:
-        return sample_texture(texture, uv_packed[None])[0]
-    # Pad the ragged per-image pixel lists into (B, Nmax, 2) so grid_sample sees one batch.
-    counts = torch.bincount(bidx, minlength=B)
-    nmax = int(counts.max()) if counts.numel() else 0
-    start = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(bidx.shape[0], device=bidx.device) - start[bidx]
-    grid = torch.zeros(B, max(nmax, 1), 2, dtype=uv_packed.dtype, device=uv_packed.device)
-    grid = grid.index_put((bidx, slot), uv_packed)
-    vals = sample_texture(texture, grid)  # (B, Nmax, C)
-    return vals[bidx, slot]
+def _sample_packed(texture: torch.Tensor, uv_packed: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """Sample a (B, C, S, S) texture at packed per-pixel UVs (N, 2); ``counts`` pixels per image
+    (covered pixels are sorted by flat index, so each image's pixels are one contiguous run)."""
+    parts = torch.split(uv_packed, counts)
+    return torch.cat([sample_texture(texture[b:b + 1], p[None])[0] for b, p in enumerate(parts)], 0)

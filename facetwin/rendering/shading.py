@@ -74,6 +74,21 @@ def sh_irradiance(normals: torch.Tensor, lighting: torch.Tensor, convention: str
     return out.reshape(*basis.shape[:-1], lighting.shape[-1])
 
 
+def sh_irradiance_packed(normals: torch.Tensor, lighting: torch.Tensor, counts: list[int], convention: str = "deca") -> torch.Tensor:
+    """Irradiance of packed pixels: (N, 3) normals whose first ``counts[0]`` rows belong to image 0,
+    the next ``counts[1]`` to image 1, ...; lighting (B, 9, C) → (N, C).
+
+    Computed as one (C, 9) × (9, n_b) product per image: much faster on CPU than (n_b, 9) × (9, C).
+    """
+    consts = {"deca": DECA_CONSTANTS, "exact": EXACT_CONSTANTS}[convention]
+    c = torch.tensor(consts, dtype=normals.dtype, device=normals.device)
+    x, y, z = normals.unbind(-1)
+    basis_t = torch.stack([torch.ones_like(x), x, y, z, x * y, x * z, y * z, x * x - y * y, 3 * z * z - 1], 0)  # (9, N)
+    light_t = (lighting.to(normals.dtype) * c[None, :, None]).transpose(1, 2)  # (B, C, 9)
+    parts = torch.split(basis_t, counts, dim=1)
+    return torch.cat([light_t[b] @ part for b, part in enumerate(parts)], 1).T
+
+
 def shade(albedo: torch.Tensor, normals: torch.Tensor, lighting: torch.Tensor, convention: str = "deca") -> torch.Tensor:
     """The paper's shaded texture ``A ⊙ Σ_k l_k H_k(N)``.
 

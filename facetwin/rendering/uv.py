@@ -65,8 +65,9 @@ class UVMapper:
         bary = fr.bary.to(attributes)
         if attributes.dim() == 2:
             attributes = attributes[None]
-        vals = attributes[:, corners]  # (B, N, 3, C)
-        return torch.einsum("nk,bnkc->bnc", bary, vals)
+        B, A, C = attributes.shape
+        vals = attributes.index_select(1, corners.reshape(-1)).reshape(B, -1, 3, C)  # (B, N, 3, C)
+        return vals[:, :, 0] * bary[None, :, 0:1] + vals[:, :, 1] * bary[None, :, 1:2] + vals[:, :, 2] * bary[None, :, 2:3]
 
     def scatter(self, packed: torch.Tensor, background: float = 0.0) -> torch.Tensor:
         """(B, N, C) texel values → (B, C, S, S) map with ``background`` outside the layout."""

@@ -50,8 +50,11 @@ class ManifestCrops(Dataset):
     """Prepared crops at ``crop_size`` with 68 landmarks, skin mask and identity index.
 
     ``__getitem__`` → dict(image (3, S, S) float [0, 1], landmarks (68, 2), skin_mask (1, S, S),
-    identity () int64). Augmentation (when ``augment``) draws from numpy's global RNG, which the
-    engine seeds per sample: a small similarity jitter, horizontal flip, colour jitter.
+    identity () int64, occluder_mask (1, S, S) with augmentation). Augmentation (when
+    ``augment``) is the data pipeline's :class:`facetwin.data.augment.Augmenter` (similarity
+    jitter, mirror, colour, synthetic occluders) with an rng drawn from numpy's global RNG, which
+    the engine seeds per sample. Landmarks: the manual annotation where the source has one
+    (HELEN-train), else the automatic annotator's.
     """
 
     def __init__(self, root: str | Path, crop_size: int = 128, augment: bool = True, quiet: bool = False, limit: int = 0):
@@ -72,7 +75,7 @@ class ManifestCrops(Dataset):
         if not quiet:
             from tqdm import tqdm
 
-            it = tqdm(recs, desc=f"loading {root.name}", file=sys.stderr, leave=False)
+            it = tqdm(recs, desc=f"loading {root.name}", file=sys.stderr, leave=False, mininterval=2.0)
         for i, r in enumerate(it):
             img = cv2.imread(str(root / r["image"]), cv2.IMREAD_COLOR)
             if img is None:
@@ -87,6 +90,11 @@ class ManifestCrops(Dataset):
             self.identity[i] = ids.setdefault(r.get("identity") or r["key"], len(ids))
             self.keys.append(r["key"])
         self.n_identities = len(ids)
+        self.augmenter = None
+        if augment:
+            from facetwin.data.augment import Augmenter
+
+            self.augmenter = Augmenter(flip=0.5)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -116,36 +124,20 @@ class ManifestCrops(Dataset):
         img = self.images[i]
         mask = self.masks[i]
         lm = self.landmarks[i].copy()
-        S = self.crop_size
-        if self.augment:
-            img, mask, lm = _augment(img, mask, lm, S)
+        out = {}
+        if self.augmenter is not None:
+            rng = np.random.default_rng(int(np.random.randint(0, 2 ** 31)))
+            aug = self.augmenter(img, lm.astype(np.float64), mask, rng)
+            img, lm, mask = aug["image"], aug["landmarks"], aug["skin"]
+            out["occluder_mask"] = torch.from_numpy(aug["occluder"].astype(np.float32))[None]
         image = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255.0
-        if self.augment:
-            gain = torch.from_numpy(np.random.uniform(0.8, 1.2, (3, 1, 1)).astype(np.float32))
-            image = (image * gain + float(np.random.uniform(-0.06, 0.06))).clamp(0, 1)
-        return {
-            "image": image,
-            "landmarks": torch.from_numpy(lm.astype(np.float32)),
-            "skin_mask": torch.from_numpy((mask > 127).astype(np.float32))[None],
-            "identity": torch.tensor(self.identity[i]),
-        }
-
-
-def _augment(img, mask, lm, S):
-    if np.random.rand() < 0.5:  # mirror (landmark order mirrored too)
-        img = img[:, ::-1]
-        mask = mask[:, ::-1]
-        lm = lm[FLIP_68].copy()
-        lm[:, 0] = S - lm[:, 0]
-    scale = np.exp(np.random.uniform(-0.08, 0.08))
-    angle = np.random.uniform(-12, 12)
-    shift = np.random.uniform(-0.05, 0.05, 2) * S
-    M = cv2.getRotationMatrix2D((S / 2, S / 2), angle, scale)
-    M[:, 2] += shift
-    img = cv2.warpAffine(np.ascontiguousarray(img), M, (S, S), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    mask = cv2.warpAffine(np.ascontiguousarray(mask), M, (S, S), flags=cv2.INTER_NEAREST, borderValue=0)
-    lm = lm @ M[:, :2].T + M[:, 2]
-    return img, mask, lm
+        out.update(
+            image=image,
+            landmarks=torch.from_numpy(np.asarray(lm, np.float32)),
+            skin_mask=torch.from_numpy((mask > 127).astype(np.float32))[None],
+            identity=torch.tensor(self.identity[i]),
+        )
+        return out
 
 
 def open_dataset(cfg, quiet: bool = False) -> Dataset:

@@ -200,13 +200,13 @@ def batch_nme(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 
 
 def _identity_loss(device):
-    """DECA's L_id through dlib's face descriptor (ported to torch), or None if unavailable."""
+    """DECA's L_id through dlib's face descriptor (ported to torch, with dlib's face-chip
+    alignment from the landmarks), or None if unavailable."""
     try:
-        from facetwin.losses.perceptual import EmbeddingDistanceLoss
-        from facetwin.networks.face_recognition import load_face_descriptor
+        from facetwin.losses.identity import dlib_identity_loss
     except ImportError:
         return None
-    return EmbeddingDistanceLoss(load_face_descriptor(device=device))
+    return dlib_identity_loss(device=device)
 
 
 def config_summary(cfg: CoarseConfig) -> str:

@@ -94,8 +94,11 @@ def _coerce(value, hint):
     origin = getattr(hint, "__origin__", None)
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value)
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if hint in (float, int) and not isinstance(value, bool):
+        try:  # YAML 1.1 reads "1e-4" as a string
+            return hint(float(value)) if hint is int and isinstance(value, str) else hint(value)
+        except (TypeError, ValueError):
+            raise FacetwinError(f"config value {value!r} is not a {hint.__name__}") from None
     if origin is tuple and isinstance(value, (list, tuple)):
         return tuple(value)
     return value

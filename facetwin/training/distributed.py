@@ -57,14 +57,16 @@ def cleanup(info: DistInfo) -> None:
 
 
 def all_reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:
-    """Average scalars over processes (identity in one process)."""
-    if not info.distributed or not values:
+    """Average scalars over processes (identity in one process). Keys missing on some
+    processes (a loss term absent from a batch) are averaged over the processes that have them."""
+    if not info.distributed:
         return values
-    keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    key_sets = [None] * info.world_size
+    dist.all_gather_object(key_sets, sorted(values))
+    keys = sorted(set().union(*key_sets))
+    t = torch.tensor([[float(values.get(k, 0.0)), float(k in values)] for k in keys], dtype=torch.float64).reshape(-1, 2)
     dist.all_reduce(t)
-    t /= info.world_size
-    return dict(zip(keys, t.tolist()))
+    return {k: float(v / c) for k, (v, c) in zip(keys, t.tolist()) if c > 0}
 
 
 def barrier(info: DistInfo) -> None:

@@ -20,6 +20,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         if self.info.distributed:
             kwargs = {"device_ids": [self.info.device.index]} if self.info.device.type == "cuda" else {}
-            self.wrapped = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False, **kwargs)
+            with warnings.catch_warnings():  # broadcast_buffers is deprecated in newer torch; same meaning
+                warnings.simplefilter("ignore", FutureWarning)
+                self.wrapped = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False, **kwargs)
         else:
             self.wrapped = model
         self.step = 0
@@ -316,7 +319,8 @@ class Trainer:
             self.save()
         if run.eval_every and self.step % run.eval_every != 0:
             self._evaluate()
-        last = self.history[-1] if self.history else {}
+        train_records = [r for r in self.history if "loss" in r]
+        last = train_records[-1] if train_records else {}
         return {"step": self.step, "out_dir": str(self.out), "last": last,
                 "images_per_s": total_images / total_time if total_time else None}
 

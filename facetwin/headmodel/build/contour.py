@@ -42,35 +42,54 @@ def vertex_to_face(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.n
 
 
 def dynamic_contour(vertices: np.ndarray, faces: np.ndarray, candidates: np.ndarray,
-                    contour_points: np.ndarray, yaws_deg: np.ndarray, centre_x: float = 0.0):
+                    contour_faces: np.ndarray, contour_bary: np.ndarray, yaws_deg: np.ndarray,
+                    band: float = 0.006):
     """For each yaw, the 17 contour landmarks FLAME-style landmark marching would select.
 
+    The static landmarks (the zero-pose boundary) stay where they are on the side turned towards
+    the camera and at the chin. On the side turning away, each landmark slides to the silhouette
+    of the rotated mesh at its own height: the outermost silhouette candidate within ``band``
+    metres of its height, searched between the midline and the static landmark.
+
     Args:
-        vertices: (V, 3) neutral mesh; candidates: (V,) bool silhouette candidates;
-        contour_points: (17, 3) the static (zero-pose boundary) contour landmarks on ``vertices``.
-        yaws_deg: (Y,) yaw angles (rotation about +y).
+        vertices: (V, 3) neutral mesh (x = subject's left); candidates: (V,) bool silhouette
+            candidates; contour_faces/bary: (17,), (17, 3) static contour embedding;
+            yaws_deg: (Y,) yaw angles (rotation about +y; positive turns the face to +x, so the
+            subject's left side, landmarks 10-17, turns away).
     Returns:
         faces (Y, 17), bary (Y, 17, 3), yaw radians (Y,).
     """
     tri_of, bary_of = vertex_to_face(faces, vertices.shape[0])
+    static = (vertices[faces[contour_faces]] * contour_bary[..., None]).sum(1)   # (17, 3)
     out_f, out_b = [], []
-    for yaw in np.deg2rad(yaws_deg):
+    for yaw in np.deg2rad(np.asarray(yaws_deg, np.float64)):
         R = rotation_y(yaw)
         rv = vertices @ R.T
-        rp = contour_points @ R.T
-        sil = silhouette_vertices(rv, faces) & candidates
-        cx = (np.array([centre_x, 0, 0]) @ R.T)[0]
-        idx = np.flatnonzero(sil)
-        fs, bs = [], []
+        sil = np.flatnonzero(silhouette_vertices(rv, faces) & candidates)
+        fs, bs = list(contour_faces), list(contour_bary)
+        far = 1.0 if yaw > 0 else -1.0          # x sign of the side turning away
         for k in range(17):
-            side = np.sign(rp[k, 0] - cx)
-            pool = idx[np.sign(rv[idx, 0] - cx) == side] if k != 8 else idx
-            # The silhouette point at the same height, nearest to the static landmark.
-            w = 0.1 if k != 8 else 1.0
-            cost = np.abs(rv[pool, 1] - rp[k, 1]) + w * np.abs(rv[pool, 0] - rp[k, 0])
-            v = pool[np.argmin(cost)]
-            fs.append(tri_of[v])
-            bs.append(bary_of[v])
+            if k == 8 or abs(yaw) < 1e-9 or np.sign(static[k, 0]) != far:
+                continue
+            # Between the midline and the static landmark, at the landmark's height.
+            pool = sil[(far * vertices[sil, 0] > 0) & (far * vertices[sil, 0] <= far * static[k, 0] + 1e-9)]
+            near = pool[np.abs(vertices[pool, 1] - static[k, 1]) < band]
+            if near.size == 0:
+                if pool.size == 0:
+                    continue
+                near = pool[[np.argmin(np.abs(vertices[pool, 1] - static[k, 1]))]]
+            # The visible outline is the outermost silhouette point seen from the camera.
+            v = near[np.argmax(far * rv[near, 0])]
+            fs[k], bs[k] = tri_of[v], bary_of[v]
         out_f.append(fs)
         out_b.append(bs)
-    return np.asarray(out_f, np.int64), np.asarray(out_b, np.float64), np.deg2rad(yaws_deg).astype(np.float64)
+    return (np.asarray(out_f, np.int64), np.asarray(out_b, np.float64),
+            np.deg2rad(np.asarray(yaws_deg, np.float64)))
+
+
+def dynamic_tables(data, yaws_deg=np.arange(-40, 41, 5)):
+    """Dynamic contour tables for a :class:`HeadModelData` (neutral template, its embedding)."""
+    return dynamic_contour(
+        np.asarray(data.v_template, np.float64), data.faces, np.asarray(data.silhouette_candidates, bool),
+        np.asarray(data.landmark_faces[:17]), np.asarray(data.landmark_bary[:17], np.float64), yaws_deg,
+    )

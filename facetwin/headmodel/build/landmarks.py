@@ -52,11 +52,16 @@ def save_embedding(faces: np.ndarray, bary: np.ndarray, provenance: dict, path: 
 def raycast_front(vertices: np.ndarray, faces: np.ndarray, allowed: np.ndarray, points: np.ndarray):
     """Frontmost surface point under each (x, y) of ``points`` (N, 2), looking along -z.
 
-    Returns triangle ids (N,) and barycentrics (N, 3); -1 where no allowed triangle is hit
-    (then the nearest allowed triangle centre in x, y is used).
+    Where the frontmost hit is not on an ``allowed`` triangle (e.g. an eyeball) or nothing is
+    hit, the nearest point on an allowed triangle (its closest corner) is used instead.
+    Returns triangle ids (N,) and barycentrics (N, 3).
     """
-    tri = np.flatnonzero(allowed)
-    a, b, c = (vertices[faces[tri, i]] for i in range(3))
+    a, b, c = (vertices[faces[:, i]] for i in range(3))
+    allowed_v = np.zeros(len(vertices), bool)
+    allowed_v[faces[allowed].reshape(-1)] = True
+    from facetwin.headmodel.build.contour import vertex_to_face
+
+    tri_of, _ = vertex_to_face(np.where(allowed[:, None], faces, faces[np.flatnonzero(allowed)[0]]), len(vertices))
     out_f = np.full(len(points), -1, np.int64)
     out_b = np.zeros((len(points), 3))
     for n, p in enumerate(points):
@@ -68,14 +73,18 @@ def raycast_front(vertices: np.ndarray, faces: np.ndarray, allowed: np.ndarray, 
         l0 = 1 - l1 - l2
         hit = (l0 >= 0) & (l1 >= 0) & (l2 >= 0)
         if hit.any():
-            z = l0 * a[:, 2] + l1 * b[:, 2] + l2 * c[:, 2]
-            z = np.where(hit, z, -np.inf)
+            z = np.where(hit, l0 * a[:, 2] + l1 * b[:, 2] + l2 * c[:, 2], -np.inf)
             k = int(np.argmax(z))
-            out_f[n], out_b[n] = tri[k], (l0[k], l1[k], l2[k])
+            if allowed[k]:
+                out_f[n], out_b[n] = k, (l0[k], l1[k], l2[k])
+                continue
+            point = np.array([p[0], p[1], z[k]])
         else:
-            centre = (a + b + c)[:, :2] / 3
-            k = int(np.argmin(((centre - p) ** 2).sum(1)))
-            out_f[n], out_b[n] = tri[k], (1 / 3, 1 / 3, 1 / 3)
+            point = np.array([p[0], p[1], vertices[:, 2].max()])
+        cand = np.flatnonzero(allowed_v)
+        v = cand[np.argmin(np.linalg.norm(vertices[cand] - point, axis=1))]
+        t = tri_of[v]
+        out_f[n], out_b[n] = t, (faces[t] == v).astype(float)
     return out_f, out_b
 
 

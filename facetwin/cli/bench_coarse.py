@@ -1,0 +1,70 @@
+"""``facetwin bench coarse``: coarse-model inference time at batch 1 (encoder + head model + projection)."""
+
+from __future__ import annotations
+
+import time
+
+from facetwin.cli.main import add_json_flag
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("coarse", help="coarse-model inference time (batch 1)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--checkpoint", default="default", help="exported encoder (default: the shipped one; a fresh ViT-Tiny if none)")
+    add_json_flag(p)
+    p.set_defaults(func=lambda args: _standalone(args))
+
+
+def _standalone(args) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    return measure(args)
+
+
+def _model(checkpoint):
+    from facetwin.errors import FacetwinError
+    from facetwin.inference.reconstructor import load_coarse_model
+
+    try:
+        model, meta = load_coarse_model(checkpoint)
+        return model, "checkpoint"
+    except FacetwinError:
+        if checkpoint not in (None, "default"):
+            raise
+    # No shipped checkpoint yet: time a freshly initialised default encoder (same cost).
+    from facetwin.headmodel import load_head_model
+    from facetwin.inference.coarse_model import CoarseModel
+    from facetwin.training.coarse_stage import build_encoder
+    from facetwin.training.config import CoarseConfig
+
+    head = load_head_model("open")
+    return CoarseModel(build_encoder(CoarseConfig(), head, 50), head).eval(), "untrained default"
+
+
+def measure(args) -> dict:
+    import torch
+
+    model, source = _model(getattr(args, "checkpoint", "default"))
+    S = model.encoder.image_size
+    x = torch.rand(1, 3, S, S)
+    repeats = max(3, int(getattr(args, "repeats", 20)))
+    with torch.no_grad():
+        for _ in range(3):
+            model(x)
+        times, enc_times = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model.encoder(x)
+            t1 = time.perf_counter()
+            model(x)
+            t2 = time.perf_counter()
+            enc_times.append(t1 - t0)
+            times.append(t2 - t1)
+    times.sort()
+    enc_times.sort()
+    med = times[len(times) // 2]
+    return {"model": f"ViT-{model.encoder.size} {S}px", "weights": source, "threads": torch.get_num_threads(),
+            "batch": 1, "ms_median": med * 1000, "encoder_ms_median": enc_times[len(enc_times) // 2] * 1000,
+            "images_per_s": 1.0 / med}

@@ -1,0 +1,209 @@
+"""Single-image 3D face reconstruction with the coarse model — the library entry point.
+
+    from facetwin.inference.reconstructor import FaceTwin
+    ft = FaceTwin()                       # the shipped coarse encoder + the open head model
+    result = ft.reconstruct("photo.jpg")  # or an (H, W, 3) uint8 RGB array
+    result.landmarks2d                    # (68, 2) in the original image's pixels
+    result.vertices                       # (V, 3) posed mesh, metres, model frame
+    Image.fromarray(result.overlay())     # the mesh drawn over the photo
+
+Detection, 68-point labels and the crop come from the data pipeline (dlib HOG + shape
+predictor, crop = 1.6 × the landmark box, like the training data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facetwin.errors import FacetwinError
+from facetwin.paths import CHECKPOINTS_DIR
+
+DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "coarse_encoder.safetensors"
+FORMAT = "facetwin-coarse-encoder/1"
+
+
+def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
+    if checkpoint in (None, "", "default"):
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise FacetwinError(f"the shipped coarse checkpoint is missing ({DEFAULT_CHECKPOINT}); pass --checkpoint PATH")
+        return DEFAULT_CHECKPOINT
+    path = Path(checkpoint)
+    if path.is_dir():  # a training run folder
+        for cand in (path / "export" / "coarse_encoder.safetensors", path / "coarse_encoder.safetensors"):
+            if cand.is_file():
+                return cand
+        raise FacetwinError(f"no coarse_encoder.safetensors in {path}")
+    if not path.is_file():
+        raise FacetwinError(f"checkpoint not found: {path}")
+    return path
+
+
+def load_coarse_model(checkpoint: str | Path | None = "default", head_model: str | None = None, device: str | torch.device = "cpu"):
+    """(CoarseModel in eval mode, meta) from an exported encoder; FacetwinError for a wrong file."""
+    from facetwin.headmodel import load_head_model
+    from facetwin.inference.coarse_model import CoarseModel
+    from facetwin.networks.coarse_encoder import build_from_config
+    from facetwin.training.checkpoint import read_safetensors
+
+    path = resolve_checkpoint(checkpoint)
+    state, meta = read_safetensors(path)
+    if meta.get("format") != FORMAT or "encoder" not in meta:
+        raise FacetwinError(f"{path.name} is not a facetwin coarse-encoder checkpoint (format {meta.get('format')!r})")
+    head = load_head_model(head_model or meta.get("head_model", "open"))
+    layout = meta["encoder"]["layout"]
+    if layout["n_shape"] > head.n_shape or layout["n_expr"] > head.n_expr:
+        raise FacetwinError(
+            f"{path.name} was trained for a head model with {layout['n_shape']} identity / {layout['n_expr']} expression "
+            f"components; '{head.name}' has {head.n_shape} / {head.n_expr}"
+        )
+    encoder = build_from_config(meta["encoder"])
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as exc:
+        raise FacetwinError(f"{path.name} does not match its own encoder description: {str(exc).splitlines()[0]}") from None
+    model = CoarseModel(encoder, head).to(device).eval()
+    return model, meta
+
+
+@dataclass
+class Reconstruction:
+    """Everything the coarse model says about one face. Pixel units; ``*_crop`` in the model's crop."""
+
+    params: dict[str, np.ndarray]   # shape, expression, pose (5, 3), albedo, light (9, 3)
+    vertices: np.ndarray            # (V, 3) posed mesh, model frame (metres)
+    faces: np.ndarray               # (F, 3)
+    landmarks3d: np.ndarray         # (68, 3) model frame
+    landmarks2d: np.ndarray         # (68, 2) original image pixels
+    landmarks2d_crop: np.ndarray    # (68, 2) crop pixels
+    vertices2d: np.ndarray          # (V, 2) original image pixels
+    scale: float                    # orthographic scale, original-image pixels per metre
+    translation: np.ndarray         # (2,) original-image pixels: u = scale · (x, -y) + translation
+    crop_transform: np.ndarray      # (2, 3) original pixels → crop pixels
+    crop: np.ndarray                # (S, S, 3) uint8 crop the encoder saw
+    image: np.ndarray               # (H, W, 3) uint8 original
+    detection: dict = field(default_factory=dict)
+
+    def camera(self) -> dict:
+        return {"model": "orthographic", "scale": self.scale, "translation": self.translation.tolist(),
+                "convention": "u = scale * (x, -y) + translation, pixels of the original image"}
+
+    def render(self, size: int | None = None) -> np.ndarray:
+        """Grey shaded mesh in the crop frame (S, S, 3) uint8 (``size`` overrides S)."""
+        from facetwin.rendering.visualize import render_geometry
+
+        S = size or self.crop.shape[0]
+        f = S / self.crop.shape[0]
+        A = self.crop_transform * f
+        s_c = self.scale * float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
+        t_c = A[:, :2] @ self.translation + A[:, 2]
+        img, _ = render_geometry(torch.as_tensor(self.vertices)[None].float(), torch.as_tensor(self.faces),
+                                 torch.tensor([s_c]), torch.as_tensor(t_c)[None].float(), S)
+        return _first(img)
+
+    def overlay(self, opacity: float = 0.7, landmarks: bool = True) -> np.ndarray:
+        """The shaded mesh over the original image (H, W, 3) uint8, with the 68 landmarks."""
+        from facetwin.rendering.visualize import draw_landmarks, render_geometry
+
+        H, W = self.image.shape[:2]
+        img, alpha = render_geometry(torch.as_tensor(self.vertices)[None].float(), torch.as_tensor(self.faces),
+                                     torch.tensor([self.scale]), torch.as_tensor(self.translation)[None].float(), (H, W))
+        img, alpha = _first(img), _first(alpha)
+        a = (alpha.astype(np.float32) / (255.0 if alpha.dtype == np.uint8 else 1.0)).reshape(H, W, 1) * opacity
+        out = (self.image * (1 - a) + img * a).astype(np.uint8)
+        if landmarks:
+            r = max(1.0, 0.004 * max(H, W))
+            out = _first(draw_landmarks(out, pred=self.landmarks2d, radius=r))
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-friendly summary (parameters, camera, landmarks)."""
+        return {
+            "params": {k: v.tolist() for k, v in self.params.items()},
+            "camera": self.camera(),
+            "landmarks2d": self.landmarks2d.tolist(),
+            "landmarks3d": self.landmarks3d.tolist(),
+            "detection": self.detection,
+        }
+
+    def save_obj(self, path: str | Path) -> Path:
+        path = Path(path)
+        lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in self.vertices]
+        lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in self.faces]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+
+def _first(x):
+    x = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+    if x.ndim == 4:
+        x = x[0]
+    if x.ndim == 3 and x.shape[0] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = np.transpose(x, (1, 2, 0))
+    return x
+
+
+class FaceTwin:
+    """Coarse 3D face reconstruction from one image (``checkpoint``: "default", a
+    ``.safetensors`` export or a training run folder)."""
+
+    def __init__(self, checkpoint: str | Path | None = "default", head_model: str | None = None, device: str = "cpu"):
+        self.device = torch.device(device)
+        self.model, self.meta = load_coarse_model(checkpoint, head_model, self.device)
+        self.crop_size = self.model.encoder.image_size
+
+    @torch.no_grad()
+    def reconstruct_crop(self, crop: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
+        """Run on an aligned square crop (S, S, 3) uint8 → (params, vertices, landmarks3d,
+        landmarks2d_crop, scale_px, translation_px) in crop pixels."""
+        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().div(255).to(self.device)
+        geo = self.model(x)
+        p = geo.params
+        params = {k: v[0].detach().cpu().numpy() for k, v in p.as_dict().items() if k not in ("scale", "translation")}
+        return (params, geo.vertices[0].cpu().numpy(), geo.landmarks3d[0].cpu().numpy(), geo.landmarks2d[0].cpu().numpy(),
+                float(geo.scale_px[0]), geo.translation_px[0].cpu().numpy())
+
+    def reconstruct(self, image, landmarks: np.ndarray | None = None) -> Reconstruction:
+        """``image``: path or (H, W, 3) uint8 RGB. ``landmarks`` (68, 2): skip detection and crop
+        around these points instead. Raises FacetwinError when no usable face is found."""
+        from facetwin.data.alignment import apply_affine, crop_square, crop_transform, invert_affine, warp
+
+        if isinstance(image, (str, Path)):
+            from facetwin.data.io import load_image
+
+            image, _ = load_image(image)
+        image = np.ascontiguousarray(np.asarray(image))
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise FacetwinError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        detection = {}
+        if landmarks is None:
+            from facetwin.data.annotator import annotate
+
+            labels, reason = annotate(image)
+            usable = [l for l in labels if l.ok]
+            if not usable:
+                raise FacetwinError(f"no usable face found ({reason or 'no face'})")
+            label = usable[0]
+            landmarks = label.landmarks
+            detection = {"box": label.box.tolist(), "reliability": float(label.reliability), "annotator_landmarks": landmarks.tolist()}
+        centre, side = crop_square(np.asarray(landmarks, np.float64))
+        S = self.crop_size
+        A = crop_transform(centre, side, S)
+        crop = warp(image, A, S)
+        params, verts, l3d, l2d_crop, s_c, t_c = self.reconstruct_crop(crop)
+        Ainv = invert_affine(A)
+        zoom = side / S  # crop pixel → original pixels
+        scale = s_c * zoom
+        translation = apply_affine(Ainv, t_c[None])[0]
+        l2d = apply_affine(Ainv, l2d_crop)
+        from facetwin.geometry.camera import project_orthographic
+
+        v2d = project_orthographic(torch.as_tensor(verts)[None], torch.tensor([scale]), torch.as_tensor(translation)[None])[0].numpy()
+        return Reconstruction(
+            params=params, vertices=verts, faces=self.model.head_model.faces.cpu().numpy(), landmarks3d=l3d,
+            landmarks2d=l2d, landmarks2d_crop=l2d_crop, vertices2d=v2d, scale=scale, translation=translation,
+            crop_transform=A, crop=crop, image=image, detection=detection,
+        )

@@ -1,0 +1,137 @@
+"""Inference API and CLI: loading exported encoders, reconstruct on a real photo (astronaut),
+consistent crop ↔ original coordinates, clear errors, landmark evaluation on real annotations."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facetwin.errors import FacetwinError
+from facetwin.geometry.camera import project_orthographic
+from facetwin.inference.reconstructor import DEFAULT_CHECKPOINT, FaceTwin, load_coarse_model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A freshly initialised default encoder (open head model) exported like a training run."""
+    from facetwin.headmodel import load_head_model
+    from facetwin.training.coarse_stage import build_encoder, export_encoder
+    from facetwin.training.config import CoarseConfig
+
+    torch.manual_seed(0)
+    head = load_head_model("open")
+    enc = build_encoder(CoarseConfig(), head, n_albedo=3)
+    path = tmp_path_factory.mktemp("ckpt") / "coarse_encoder.safetensors"
+    export_encoder(enc, path, head.name, step=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut())
+
+
+def test_export_is_fp16_and_small(exported):
+    from safetensors import safe_open
+
+    with safe_open(str(exported), framework="pt") as fh:
+        dtypes = {fh.get_slice(k).get_dtype() for k in fh.keys()}
+    assert dtypes == {"F16"}
+    assert exported.stat().st_size < 15e6
+    meta = json.loads(exported.with_suffix(".json").read_text())
+    assert meta["format"] == "facetwin-coarse-encoder/1" and meta["head_model"] == "open"
+
+
+def test_reconstruct_astronaut_coordinates_are_consistent(exported, astronaut):
+    ft = FaceTwin(exported)
+    res = ft.reconstruct(astronaut)
+    V = ft.model.head_model.n_vertices if hasattr(ft.model.head_model, "n_vertices") else ft.model.head_model.v_template.shape[0]
+    assert res.vertices.shape == (V, 3) and res.landmarks3d.shape == (68, 3) and res.landmarks2d.shape == (68, 2)
+    # The camera in original-image pixels reproduces the returned 2D landmarks from the 3D ones.
+    proj = project_orthographic(torch.as_tensor(res.landmarks3d)[None], torch.tensor([res.scale]), torch.as_tensor(res.translation)[None])[0]
+    assert np.allclose(proj.numpy(), res.landmarks2d, atol=1e-2)
+    # Crop and original coordinates differ exactly by the crop transform.
+    A = res.crop_transform
+    assert np.allclose(res.landmarks2d @ A[:, :2].T + A[:, 2], res.landmarks2d_crop, atol=1e-3)
+    # Even untrained, the mean face is placed on the detected face (the astronaut's face is
+    # around x 180-280, y 60-180 in the 512² picture).
+    centre = res.landmarks2d.mean(0)
+    assert 170 < centre[0] < 290 and 60 < centre[1] < 190
+    ov = res.overlay()
+    assert ov.shape == astronaut.shape and ov.dtype == np.uint8 and (ov != astronaut).any()
+    assert res.render().shape == (ft.crop_size, ft.crop_size, 3)
+    d = res.to_dict()
+    assert set(d["params"]) >= {"shape", "expression", "pose", "albedo", "light"}
+    json.dumps(d)
+
+
+def test_clear_errors(exported, tmp_path):
+    with pytest.raises(FacetwinError, match="no usable face"):
+        FaceTwin(exported).reconstruct(np.full((200, 200, 3), 128, np.uint8))
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(FacetwinError, match="cannot read checkpoint"):
+        load_coarse_model(bad)
+    with pytest.raises(FacetwinError, match="not found"):
+        load_coarse_model(tmp_path / "missing.safetensors")
+    # A safetensors file that is not a coarse encoder.
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other), metadata={"facetwin": json.dumps({"format": "something-else"})})
+    with pytest.raises(FacetwinError, match="not a facetwin coarse-encoder"):
+        load_coarse_model(other)
+
+
+def test_cli_reconstruct_and_error_exit(exported, astronaut, tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "astro.png"
+    Image.fromarray(astronaut).save(img)
+    exe = [sys.executable, "-m", "facetwin"]
+    r = subprocess.run(exe + ["reconstruct", str(img), "--out", str(tmp_path / "out"), "--checkpoint", str(exported), "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["reconstructed"] == 1
+    for suffix in (".npz", ".json", ".obj", "_overlay.png"):
+        assert (tmp_path / "out" / f"astro{suffix}").is_file()
+    mesh = (tmp_path / "out" / "astro.obj").read_text().splitlines()
+    assert sum(line.startswith("f ") for line in mesh) > 1000
+    r = subprocess.run(exe + ["reconstruct", str(tmp_path / "nope.jpg"), "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.data
+def test_evaluate_landmarks_on_real_annotations(exported, shared_data, tmp_path):
+    from facetwin.inference.landmark_eval import evaluate_folder, nme_per_image
+
+    # The NME definition: perfect predictions give 0; a shift by the eye-corner distance gives 1.
+    gt = np.random.default_rng(0).uniform(0, 100, (3, 68, 2))
+    e = nme_per_image(gt, gt)
+    assert all(np.allclose(v, 0) for v in e.values())
+    shift = gt.copy()
+    shift[..., 0] += np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1)[:, None]
+    assert np.allclose(nme_per_image(shift, gt)["overall"], 1.0)
+    model, _ = load_coarse_model(exported)
+    res = evaluate_folder(model, shared_data / "eval" / "helen-test", limit=6, progress=False)
+    assert res["images"] == 6
+    # Untrained: the mean face in the crop centre is far from perfect but not absurd.
+    assert 0.05 < res["nme_overall"] < 0.6
+
+
+@pytest.mark.data
+def test_shipped_checkpoint_accuracy(shared_data):
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("no shipped coarse checkpoint yet")
+    from facetwin.inference.landmark_eval import evaluate_folder
+
+    model, _ = load_coarse_model("default")
+    res = evaluate_folder(model, shared_data / "eval" / "helen-test", limit=40, progress=False)
+    assert res["nme_overall"] < 0.09
