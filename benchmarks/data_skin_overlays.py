@@ -1,8 +1,10 @@
-"""Skin-mask overlays and an occluder check (docs/images/data_skin_overlays.png, BENCHMARKS.md).
+"""Skin-mask overlays and an occluder check (figures in docs/data.md and BENCHMARKS.md).
 
-    .venv/bin/python benchmarks/data_skin_overlays.py [--out docs/images/data_skin_overlays.png]
+    .venv/bin/python benchmarks/data_skin_overlays.py [--out /work/prepared/skin_overlays.png]
+    .venv/bin/python benchmarks/data_skin_overlays.py --docs docs/images/data_pipeline_astronaut.png
 
-Needs ../shared/data (research data; only the rendered picture is written to the repo).
+Needs ../shared/data. The research-data overlay sheet is written OUTSIDE the repository (research
+use only); ``--docs`` renders the repository's picture from the public-domain astronaut only.
 1. Overlays: six hand-picked photos (beard, glasses, hair over the face, dark skin,
    grayscale, strong light), crop + 68 labels + skin mask in green, for visual checking.
 2. Occluder check on the 330 helen-test crops: paste a synthetic occluder (from
@@ -61,11 +63,35 @@ def overlay(crop, lm, mask):
     return out
 
 
+def docs_picture(target):
+    """Astronaut (public domain): photo, crop + labels + skin mask, three augmented samples."""
+    from skimage import data as skdata
+
+    path = Path("/tmp/_astronaut.png")
+    cv2.imwrite(str(path), skdata.astronaut()[:, :, ::-1])
+    crop, lm, valid, mask = crop_with_mask(path)
+    photo = cv2.resize(skdata.astronaut()[:, :, ::-1], (224, 224), interpolation=cv2.INTER_AREA)
+    tiles = [photo, crop[:, :, ::-1], overlay(crop, lm, mask)]
+    aug = Augmenter(occluder=0.7, flip=0.5)
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        out = aug(crop, lm, mask, rng)
+        tile = overlay(out["image"], out["landmarks"], out["skin"])
+        tile[out["occluder"] > 0] = (0.5 * tile[out["occluder"] > 0] + [0, 0, 127]).astype(np.uint8)
+        tiles.append(tile)
+    sheet = np.hstack(tiles)
+    cv2.imwrite(target, cv2.resize(sheet, (sheet.shape[1] * 2 // 3, sheet.shape[0] * 2 // 3), interpolation=cv2.INTER_AREA))
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="docs/images/data_skin_overlays.png")
+    ap.add_argument("--out", default="/work/prepared/skin_overlays.png")
+    ap.add_argument("--docs", default=None, help="write only the astronaut picture for the docs here")
     ap.add_argument("--n-occluder", type=int, default=330)
     args = ap.parse_args()
+    if args.docs:
+        docs_picture(args.docs)
+        return
     root = shared_data_dir()
     tiles = []
     for rel in PICKS:

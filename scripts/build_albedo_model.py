@@ -55,14 +55,50 @@ def list_faces(root: Path, limit: int | None) -> list[tuple[Path, Path]]:
     return pairs[:limit] if limit else pairs
 
 
-def load_crop(image_path: Path, pts_path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """A square crop around the labels (with forehead), resized to size², and its landmarks."""
+def utkface_faces(root: Path, per_group: int, seed: int = 0) -> list[tuple[Path, np.ndarray]]:
+    """UTKFace crops balanced over its five ethnicity labels, with automatic dlib 68-point
+    landmarks (faces without a confident detection are skipped)."""
+    from PIL import Image
+
+    from facetwin.data.detection import detect_faces
+    from facetwin.data.models import shape_predictor_68
+    import dlib
+
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[Path]] = {}
+    for p in sorted(root.glob("*.jpg")):
+        parts = p.name.split("_")
+        if len(parts) >= 4 and parts[2] in "01234" and 18 <= int(parts[0]) <= 80:
+            groups.setdefault(parts[2], []).append(p)
+    out = []
+    for key in sorted(groups):
+        paths = groups[key]
+        for i in rng.permutation(len(paths)):
+            if sum(1 for q, _ in out if q.name.split("_")[2] == key) >= per_group:
+                break
+            img = np.asarray(Image.open(paths[i]).convert("RGB"))
+            dets = detect_faces(img)
+            if not dets or dets[0].score < 0.3:
+                continue
+            x0, y0, x1, y1 = dets[0].box
+            shape = shape_predictor_68()(img, dlib.rectangle(int(x0), int(y0), int(x1) - 1, int(y1) - 1))
+            # dlib points have integer pixel centres; +0.5 gives the project convention
+            lm = np.array([[q.x + 0.5, q.y + 0.5] for q in shape.parts()], np.float64)
+            out.append((paths[i], lm))
+    return out
+
+
+def load_crop(image_path: Path, pts_path: Path | np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A square crop around the labels (with forehead), resized to size², and its landmarks.
+
+    The crop is RGBA: alpha marks pixels that come from the photo (not the black outside)."""
     from PIL import Image
 
     from facetwin.data.pts import read_pts
 
     img = Image.open(image_path).convert("RGB")
-    lm = read_pts(pts_path)
+    img.putalpha(255)
+    lm = read_pts(pts_path) if not isinstance(pts_path, np.ndarray) else pts_path
     lo, hi = lm.min(0), lm.max(0)
     centre = (lo + hi) / 2 - np.array([0.0, 0.12 * (hi[1] - lo[1])])
     half = 0.85 * max(hi[0] - lo[0], hi[1] - lo[1])
@@ -99,12 +135,15 @@ class Unwrapper:
         with torch.no_grad():
             out = self.head(shape=fit.shape, expression=fit.expression, pose=fit.pose)
             screen = orthographic_screen_vertices(out.vertices, fit.scale, fit.translation2d)
-            img = torch.as_tensor(crops, dtype=torch.float32).permute(0, 3, 1, 2) / 255
-            skin = np.stack([skin_mask(c, l) > 0 for c, l in zip(crops, landmarks)])
+            rgba = torch.as_tensor(crops, dtype=torch.float32).permute(0, 3, 1, 2) / 255
+            img, valid = rgba[:, :3], rgba[:, 3:4]
+            crops = np.ascontiguousarray(crops[..., :3])
+            skin = np.stack([skin_mask(c, l, valid=a[..., 3]) > 0 for c, l, a in zip(crops, landmarks, rgba.permute(0, 2, 3, 1).numpy())])
             face = np.stack([geometric_face_mask(l, c.shape[:2])[0] > 0 for c, l in zip(crops, landmarks)])
             aux = torch.as_tensor(np.stack([skin, face], 1), dtype=torch.float32)
-            tex, vis = self.uvm.unwrap(torch.cat([img, aux], 1), screen)
+            tex, vis = self.uvm.unwrap(torch.cat([img, aux, valid], 1), screen)
             colour, skin_uv, face_uv = tex[:, :3], tex[:, 3:4], tex[:, 4:5]
+            vis = vis * (tex[:, 5:6] > 0.99)  # texels seen inside the photo
             normals = torch.nn.functional.normalize(self.uvm.attribute_map(vertex_normals(out.vertices, self.head.faces)), dim=1)
             vis = vis * (normals[:, 2:3] > 0.15)  # grazing texels are blurred and badly shaded
             flat = lambda t: t.flatten(2).transpose(1, 2)  # (B, C, S, S) → (B, S², C)  # noqa: E731
@@ -138,6 +177,9 @@ def build_full(args) -> AlbedoModel:
     faces = list_faces(root, args.limit)
     if not faces:
         sys.exit(f"no labelled faces found in {root}")
+    n_helen = len(faces)
+    if args.utkface:
+        faces = faces + utkface_faces(shared_data_dir() / "train" / "utkface", args.utkface)
     R = args.resolution
     cache = Path(args.cache) if args.cache else None
     if cache is not None and cache.is_file():  # per-face UV statistics of an earlier run
@@ -208,7 +250,9 @@ def build_full(args) -> AlbedoModel:
     q = q * np.sign(np.diag(r))[None]
     comps = q.T.reshape(comps.shape)
     meta = {
-        "source": f"{N} HELEN-train faces ({root.name}, research-use data set): derived statistics only, no image stored",
+        "source": (f"{N} real faces: {n_helen} HELEN-train with manual 68-point labels"
+                   + (f" + {len(faces) - n_helen} UTKFace (balanced over its 5 ethnicity labels, dlib landmarks)" if args.utkface else "")
+                   + ", research-use data sets; derived statistics only, no image stored"),
         "build_command": "python scripts/build_albedo_model.py " + " ".join(sys.argv[1:]),
         "head_model": head.name,
         "uv_resolution": str(R),
@@ -217,7 +261,7 @@ def build_full(args) -> AlbedoModel:
         "faces_used": str(N),
         "faces_rejected_fit": str(int((~keep).sum())),
         "median_fit_nme": f"{float(np.median(nme)):.4f}",
-        "licence": "derived from research-use images (HELEN): research use; see docs/albedo.md",
+        "licence": "derived from research-use images (HELEN, UTKFace): research use; see docs/albedo.md",
     }
     return AlbedoModel(mean.astype(np.float32), comps.astype(np.float32), pca.std.astype(np.float32), 256, meta)
 
@@ -249,6 +293,59 @@ def build_fallback(args) -> AlbedoModel:
     return uniform_albedo_model(mean, Vt, std, resolution=8, meta=meta)
 
 
+def write_figures(model: AlbedoModel, out_dir: Path, head_spec: str = "open", n_show: int = 4, size: int = 160) -> list[Path]:
+    """docs/images/albedo_components.png (rendered mean ± 2σ of the leading components) and
+    docs/images/albedo_uv.png (the mean texture and the components in UV space)."""
+    import math
+
+    from PIL import Image
+
+    from facetwin.geometry.camera import orthographic_screen_vertices
+    from facetwin.headmodel import load_head_model
+    from facetwin.rendering import MeshRenderer, default_lighting
+
+    head = load_head_model(head_spec)
+    renderer = MeshRenderer.from_head_model(head.data, image_size=size)
+    pose = torch.zeros(1, 5, 3)
+    pose[0, 0, 1] = math.radians(20)
+    verts = head(pose=pose).vertices
+    ext = (verts[0, :, :2].max(0).values - verts[0, :, :2].min(0).values).max()
+    face_y = float(verts[0, torch.as_tensor(head.data.masks["face"]), 1].mean())
+    s = torch.tensor([0.95 * size / float(ext) * 1.35])
+    t = torch.tensor([[size / 2, size / 2 + float(s) * face_y]])
+    screen = orthographic_screen_vertices(verts, s, t)
+    light = default_lighting(1)
+
+    def render(alpha):
+        out = renderer.render(screen, verts, model(alpha), light)
+        img = out.image[0] * out.mask[0] + (1 - out.mask[0])  # white background
+        return (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+    K = min(n_show, model.n_coefficients)
+    rows = []
+    with torch.no_grad():
+        for k in range(K):
+            cells = []
+            for v in (-2.0, 0.0, 2.0):
+                a = torch.zeros(1, model.n_coefficients)
+                a[0, k] = v
+                cells.append(render(a))
+            rows.append(np.concatenate(cells, 1))
+        comp = Image.fromarray(np.concatenate(rows, 0))
+        # UV: mean, then each component as mean ± 2σ difference (grey = 0)
+        R = model.resolution
+        uv = [model.mean.permute(1, 2, 0).numpy()]
+        for k in range(K):
+            d = (model.std[k] * model.components[k]).permute(1, 2, 0).numpy()
+            uv.append(0.5 + 2 * d)
+        uv_img = Image.fromarray((np.clip(np.concatenate(uv, 1), 0, 1) * 255).astype(np.uint8)).resize(((K + 1) * 2 * R, 2 * R), Image.NEAREST)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "albedo_components.png", out_dir / "albedo_uv.png"]
+    comp.save(paths[0])
+    uv_img.save(paths[1])
+    return paths
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ALBEDO_FILE))
@@ -256,6 +353,7 @@ def main(argv=None) -> None:
     ap.add_argument("--data", default=None, help="folder of images + .pts (default: shared HELEN-train)")
     ap.add_argument("--head-model", default="open")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N faces")
+    ap.add_argument("--utkface", type=int, default=100, help="add this many UTKFace faces per ethnicity label (0: none)")
     ap.add_argument("--resolution", type=int, default=128, help="UV resolution of the stored model")
     ap.add_argument("--uv-unwrap", type=int, default=256, help="UV resolution of the unwrap (pooled down)")
     ap.add_argument("--fit-iterations", type=int, default=300, help="Adam steps of the landmark fit")
@@ -269,10 +367,17 @@ def main(argv=None) -> None:
     ap.add_argument("--fill-iterations", type=int, default=3000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default=None, help="npz of per-face UV statistics to reuse/write (outside the repo)")
+    ap.add_argument("--figures", default=None, help="also write the documentation figures into this folder")
+    ap.add_argument("--figures-only", action="store_true", help="only draw the figures of the model at --out")
     args = ap.parse_args(argv)
+    if args.figures_only:
+        print(write_figures(AlbedoModel.load(args.out), Path(args.figures or "docs/images"), args.head_model))
+        return
     model = build_fallback(args) if args.fallback else build_full(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     model.save(args.out)
+    if args.figures:
+        write_figures(model, Path(args.figures), args.head_model)
     print(json.dumps({"out": args.out, "components": model.n_coefficients, "resolution": model.resolution,
                       **{k: v for k, v in model.meta.items() if k != "build_command"}}))
 

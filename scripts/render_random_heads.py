@@ -5,7 +5,8 @@
     python scripts/render_random_heads.py --head-model model.npz --out grid.png --seed 1
 
 Top rows: neutral random identities (front and three-quarter views). Bottom rows: random
-identities with random expressions (a few ARKit units on at random weights, jaw included).
+identities with random expressions (one clearly visible ARKit unit or pair at 0.6-1 plus two
+random units at 0.3-0.8, names printed below).
 """
 
 from __future__ import annotations
@@ -20,11 +21,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def random_expressions(rng: np.random.Generator, n: int, n_expr: int, active: int = 4) -> np.ndarray:
-    psi = np.zeros((n, n_expr))
+# One clearly visible unit (or symmetric pair) per head, plus random others.
+MAJOR = (("jawOpen",), ("mouthSmileLeft", "mouthSmileRight"), ("browInnerUp", "browOuterUpLeft", "browOuterUpRight"),
+         ("eyeBlinkLeft", "eyeBlinkRight"), ("mouthPucker",), ("mouthFunnel", "jawOpen"), ("cheekPuff",),
+         ("browDownLeft", "browDownRight", "noseSneerLeft", "noseSneerRight"))
+
+
+def random_expressions(rng: np.random.Generator, n: int, names: tuple[str, ...], extra: int = 2) -> np.ndarray:
+    psi = np.zeros((n, len(names)))
     for i in range(n):
-        on = rng.choice(n_expr, active, replace=False)
-        psi[i, on] = rng.uniform(0.3, 1.0, active)
+        for name in MAJOR[i % len(MAJOR)]:
+            psi[i, names.index(name)] = rng.uniform(0.6, 1.0)
+        on = rng.choice(len(names), extra, replace=False)
+        psi[i, on] = np.maximum(psi[i, on], rng.uniform(0.3, 0.8, extra))
     return psi
 
 
@@ -51,7 +60,7 @@ def main(argv=None) -> int:
     n = 2 * cols
     beta = torch.as_tensor(rng.standard_normal((n, model.n_shape)), dtype=torch.float32)
     psi = torch.zeros(n, model.n_expr)
-    psi[cols:] = torch.as_tensor(random_expressions(rng, cols, model.n_expr), dtype=torch.float32)
+    psi[cols:] = torch.as_tensor(random_expressions(rng, cols, tuple(model.data.expression_names)), dtype=torch.float32)
     with torch.no_grad():
         verts = model(shape=beta, expression=psi).vertices.numpy()
     faces = model.faces.numpy()
@@ -63,7 +72,7 @@ def main(argv=None) -> int:
         draw_mesh(axes[row, c], verts[i], faces, hide=hide)
         draw_mesh(axes[row + 1, c], verts[i], faces, yaw_deg=-40, hide=hide)
     axes[0, 0].set_title("β ~ N(0, I), neutral", loc="left", fontsize=10)
-    axes[2, 0].set_title("β ~ N(0, I), random expressions", loc="left", fontsize=10)
+    axes[2, 0].set_title("β ~ N(0, I), random expressions ψ ∈ [0, 1]", loc="left", fontsize=10)
     for i in range(cols):
         on = np.flatnonzero(psi[cols + i].numpy() > 0)
         axes[3, i].text(0.5, -0.02, "\n".join(model.data.expression_names[j] for j in on), fontsize=6,

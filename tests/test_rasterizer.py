@@ -1,5 +1,7 @@
 """The pure-torch rasteriser: coverage, visibility, culling, perspective, gradients."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -199,3 +201,102 @@ def test_cuda_matches_cpu():
     a = rasterize(sv, f, 80)
     b = rasterize(sv.cuda(), f.cuda(), 80)
     assert (a.triangle_ids == b.triangle_ids.cpu()).float().mean() > 0.999
+
+
+def test_chunked_scan_gives_the_same_visibility(monkeypatch):
+    import facetwin.rendering.rasterizer as R
+
+    v, f = uv_sphere(16, 32)
+    sv = orthographic_screen_vertices(v[None].repeat(2, 1, 1), torch.tensor([20.0, 90.0]), torch.tensor([[30.0, 30.0], [20.0, 40.0]]))
+    ref = rasterize(sv, f, 64).triangle_ids
+    monkeypatch.setattr(R, "_ROW_BUDGET", 37)
+    monkeypatch.setattr(R, "_PIXEL_BUDGET", 101)
+    assert torch.equal(rasterize(sv, f, 64).triangle_ids, ref)
+    # The second sphere is far larger than the image: every pixel is covered by its front.
+    assert ref[1].min() >= 0
+
+
+def test_picture_building_blocks():
+    from facetwin.rendering.visualize import draw_landmarks, image_grid, overlay, render_geometry, to_uint8
+
+    img = np.full((40, 50, 3), 100, np.uint8)
+    ren = np.full((40, 50, 3), 200, np.uint8)
+    alpha = np.zeros((40, 50))
+    alpha[10:20, 5:15] = 1
+    out = overlay(img, ren, alpha, opacity=1.0)
+    assert out.dtype == np.uint8 and out.shape == (40, 50, 3)
+    assert (out[10:20, 5:15] == 200).all() and (out[:10] == 100).all()
+    # Grey sphere: covered where the disc is, brighter towards the light (front-top).
+    v, f = uv_sphere(16, 32)
+    g, a = render_geometry(v, f, 15.0, (25.0, 20.0), (40, 50))
+    assert a[20, 25] == 1 and a[0, 0] == 0 and g[0, 0].sum() == 0
+    assert g[12, 25].mean() > g[28, 25].mean()  # upper half lit more than the lower half
+    d = draw_landmarks(img, pred=[[10.0, 10.0]], gt=[[30.0, 30.0]])
+    assert tuple(d[10, 10]) != (100, 100, 100) and tuple(d[30, 30]) != (100, 100, 100) and tuple(d[20, 40]) == (100, 100, 100)
+    grid = image_grid([img, ren, torch.zeros(3, 40, 50)], columns=2, pad=2)
+    assert grid.shape == (2 * 40 + 3 * 2, 2 * 50 + 3 * 2, 3)
+    assert to_uint8(torch.ones(3, 4, 5)).shape == (4, 5, 3)
+
+
+def test_optional_moderngl_backend_agrees_with_the_default():
+    from facetwin.rendering import backend_moderngl
+
+    if not backend_moderngl.available():
+        pytest.skip("moderngl/EGL not available (optional backend)")
+    v, f = uv_sphere(32, 64)
+    g = torch.Generator().manual_seed(0)
+    B = 4
+    vb = v[None].repeat(B, 1, 1) * (1 + 0.1 * torch.rand(B, 1, 3, generator=g))
+    sv = orthographic_screen_vertices(vb, 25 + 20 * torch.rand(B, generator=g), 40 + 20 * torch.rand(B, 2, generator=g))
+    for cull in (False, True):
+        a = rasterize(sv, f, 96, cull_backfaces=cull).triangle_ids
+        b = rasterize(sv, f, 96, cull_backfaces=cull, backend="moderngl").triangle_ids
+        dis = a != b
+        assert dis.float().mean() < 0.002
+        # OpenGL snaps vertices to 1/256 px: it differs only for pixel centres on a shared edge.
+        both = dis & (a >= 0) & (b >= 0)
+        assert both.sum() >= dis.sum() - 2
+        fa, fb = f[a[both]], f[b[both]]
+        assert ((fa[:, :, None] == fb[:, None, :]).sum((1, 2)) == 2).all()
+    # Overlapping triangles: the nearer one wins in both.
+    sv2 = torch.tensor([[[2, 2, 1.0], [30, 2, 1.0], [2, 30, 1.0], [10, 10, 2.0], [38, 10, 2.0], [10, 38, 2.0]]])
+    sv2[..., :2] += torch.tensor([0.13, 0.21])  # no pixel centre exactly on an edge (tie rules differ)
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    assert torch.equal(rasterize(sv2, faces, 40).triangle_ids, rasterize(sv2, faces, 40, backend="moderngl").triangle_ids)
+
+
+def test_optional_moderngl_backend_on_the_head_model():
+    from facetwin.headmodel.registry import OPEN_MODEL_FILE
+    from facetwin.rendering import backend_moderngl
+
+    if not backend_moderngl.available() or not OPEN_MODEL_FILE.is_file():
+        pytest.skip("moderngl/EGL or the open head model not available")
+    from facetwin.cli.bench_render import _scene
+
+    renderer, vertices, scale, translation, *_ , screen = _scene(4, 160)
+    sv = screen(vertices, scale, translation)
+    a = rasterize(sv, renderer.faces, 160, cull_backfaces=True).triangle_ids
+    b = rasterize(sv, renderer.faces, 160, cull_backfaces=True, backend="moderngl").triangle_ids
+    assert (a == b).float().mean() >= 0.999
+
+
+def test_perspective_sphere_outline_and_front_depth():
+    v, f = uv_sphere(48, 96, dtype=torch.float64)
+    d, focal = 4.0, 150.0
+    cam = PerspectiveCamera.looking_at_face(d, focal, 96, 96, dtype=torch.float64)
+    sv = cam.screen_vertices(v[None])
+    frags = rasterize(sv, f, 96, cull_backfaces=True, perspective_correct=True)
+    # The outline of a unit sphere seen from distance d is a circle of radius f·tan(asin(1/d)).
+    r_img = focal * math.tan(math.asin(1 / d))
+    ys, xs = np.mgrid[0:96, 0:96] + 0.5
+    r = np.hypot(xs - 48, ys - 48)
+    m = frags.mask[0].numpy()
+    assert m[r < r_img - 0.7].all() and not m[r > r_img + 0.1].any()
+    # Depth along each pixel ray: the near intersection with the sphere.
+    zcam = cam.to_camera(v[None])[..., 2:3]
+    z = interpolate(zcam, f, frags)[0, ..., 0].numpy()
+    dx, dy = (xs - 48) / focal, (ys - 48) / focal
+    a = dx**2 + dy**2 + 1  # ray (dx, dy, 1)·t, sphere centred at (0, 0, d)
+    t_near = (2 * d - np.sqrt(np.clip(4 * d * d - 4 * a * (d * d - 1), 0, None))) / (2 * a)
+    inner = r < 0.9 * r_img
+    assert np.abs(z[inner] - t_near[inner]).max() < 4e-3  # tessellation (chords)

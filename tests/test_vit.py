@@ -140,17 +140,20 @@ def test_mae_patchify_roundtrip_masking_and_learning():
     assert torch.equal(patchify(x, 16)[0, 1].reshape(16, 16, 3), x[0, :, :16, 16:].permute(1, 2, 0))
     vit = VisionTransformer(image_size=64, embed_dim=32, depth=2, num_heads=2)
     mae = MaskedAutoencoder(vit, decoder_dim=32, decoder_depth=1, decoder_heads=2, mask_ratio=0.75)
-    images = torch.rand(4, 3, 64, 64)
+    # Smooth images (bilinear upsampled 3x3 noise): masked patches are predictable from the rest.
+    images = torch.nn.functional.interpolate(torch.rand(4, 3, 3, 3), size=(64, 64), mode="bilinear", align_corners=True)
     loss0, pred, mask = mae(images)
     assert pred.shape == (4, 16, 768) and mask.shape == (4, 16)
     assert torch.equal(mask.sum(1), torch.full((4,), 12.0))
+    torch.manual_seed(1)
+    loss0, _, _ = mae(images)
     opt = torch.optim.AdamW(mae.parameters(), 3e-3)
-    for _ in range(30):
+    for _ in range(80):
         torch.manual_seed(1)  # same masks: memorise one batch
         loss, _, _ = mae(images)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert loss.item() < 0.7 * loss0.item()
+    assert loss.item() < 0.6 * loss0.item()
     # The encoder keys stay timm/MAE-compatible.
     assert set(mae.encoder.state_dict()) == set(VisionTransformer(image_size=64, embed_dim=32, depth=2, num_heads=2).state_dict())

@@ -36,14 +36,18 @@ def _scene(batch: int, size: int, uv_size: int = 256):
     return renderer, vertices, scale, translation, albedo, lighting, target, orthographic_screen_vertices
 
 
-def _time(fn, repeats: int) -> float:
+def _time(fn, repeats: int) -> tuple[float, float, float]:
+    """(median wall, best wall, median process CPU) milliseconds. On a shared machine the best
+    wall time and the CPU time (summed over threads) are the steadier figures."""
     fn()  # warm-up
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    r = lambda x: round(1000 * x, 2)  # noqa: E731
+    return r(statistics.median(wall)), r(min(wall)), r(statistics.median(cpu))
 
 
 def measure(args) -> dict:
@@ -56,7 +60,13 @@ def measure(args) -> dict:
     repeats = max(1, getattr(args, "repeats", 10))
     threads = getattr(args, "threads", 2)
     torch.set_num_threads(threads)
-    results: dict = {"batch": batch, "threads": threads, "mesh": None, "repeats": repeats}
+    import os
+
+    results: dict = {"batch": batch, "threads": threads, "mesh": None, "repeats": repeats,
+                     "load_average_1min": round(os.getloadavg()[0], 2), "timing": "*_ms median wall, *_min_ms best wall, *_cpu_ms median process CPU (all threads)"}
+    from facetwin.rendering import backend_moderngl
+
+    gl = getattr(args, "moderngl", True) and backend_moderngl.available()
     for size in sizes:
         renderer, vertices, scale, translation, albedo, lighting, target, screen = _scene(batch, size)
         results["mesh"] = f"open head model, {vertices.shape[1]} vertices, {renderer.faces.shape[0]} triangles"
@@ -78,12 +88,18 @@ def measure(args) -> dict:
             loss.backward()
 
         fr = rasterize(screen(vertices, scale, translation), renderer.faces, size, cull_backfaces=True)
-        results[f"{size}"] = {
-            "rasterize_ms": round(_time(raster_only, repeats), 2),
-            "forward_ms": round(_time(forward, repeats), 2),
-            "forward_backward_ms": round(_time(forward_backward, repeats), 2),
-            "covered_pixels_per_image": int(fr.pixel_index.numel() // batch),
-        }
+        row = {"covered_pixels_per_image": int(fr.pixel_index.numel() // batch)}
+        for name, fn in (("rasterize", raster_only), ("forward", forward), ("forward_backward", forward_backward)):
+            row[f"{name}_ms"], row[f"{name}_min_ms"], row[f"{name}_cpu_ms"] = _time(fn, repeats)
+        if gl:
+            def raster_gl():
+                with torch.no_grad():
+                    rasterize(screen(vertices, scale, translation), renderer.faces, size, cull_backfaces=True, backend="moderngl")
+
+            ids_gl = rasterize(screen(vertices, scale, translation), renderer.faces, size, cull_backfaces=True, backend="moderngl").triangle_ids
+            row["rasterize_moderngl_ms"], row["rasterize_moderngl_min_ms"], _ = _time(raster_gl, repeats)
+            row["moderngl_agreement"] = round(float((ids_gl == fr.triangle_ids).float().mean()), 5)
+        results[f"{size}"] = row
     return results
 
 
@@ -98,4 +114,5 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed repetitions per figure (median reported)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 224], help="image sizes (square)")
+    parser.add_argument("--no-moderngl", dest="moderngl", action="store_false", help="skip the optional OpenGL visibility figure")
     parser.set_defaults(func=run)

@@ -352,7 +352,9 @@ def prepare(
         if workers > 1 and len(todo) > 1:
             import multiprocessing as mp
 
-            pool = mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(cfg, out_dir))
+            # "spawn": forking a parent whose OpenCV/OpenMP thread pools are already running can
+            # deadlock the children (seen when prepare runs inside a process that used cv2 before).
+            pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(cfg, out_dir))
             # Videos first: they are the longest tasks; chunks keep the image IPC cheap.
             order = sorted(todo, key=lambda s: s.kind != "video")
             results = pool.imap_unordered(_work, order, chunksize=4)

@@ -12,7 +12,8 @@ import torch
 
 def face_normals(vertices: torch.Tensor, faces: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """(B, V, 3), (F, 3) → (B, F, 3) face normals (unnormalised = 2 × area × unit normal)."""
-    v0, v1, v2 = (vertices[:, faces[:, k]] for k in range(3))
+    # index_select (backward: index_add) is much cheaper than advanced indexing on CPU.
+    v0, v1, v2 = (vertices.index_select(1, faces[:, k]) for k in range(3))
     n = torch.cross(v1 - v0, v2 - v0, dim=-1)
     return torch.nn.functional.normalize(n, dim=-1, eps=1e-20) if normalize else n
 
@@ -21,9 +22,9 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Area-weighted unit vertex normals, (B, V, 3). Differentiable."""
     fn = face_normals(vertices, faces, normalize=False)  # area-weighted
     B, V = vertices.shape[:2]
-    idx = faces.reshape(-1)
     acc = torch.zeros(B, V, 3, dtype=vertices.dtype, device=vertices.device)
-    acc = acc.index_add(1, idx, fn.repeat_interleave(3, dim=1))
+    for k in range(3):
+        acc = acc.index_add(1, faces[:, k], fn)
     return torch.nn.functional.normalize(acc, dim=-1, eps=1e-20)
 
 

@@ -98,7 +98,8 @@ class CoarseEncoder(nn.Module):
     JAW_LIMITS = (0.45, 0.08, 0.08)  # opening, sideways, twist
 
     def __init__(self, layout: HeadLayout, size: str = "tiny", image_size: int = 128, hidden: int = 512,
-                 face_fraction: float = 0.6, light_init: float = 3.5, predict_jaw: bool = True):
+                 face_fraction: float = 0.6, light_init: float = 3.5, predict_jaw: bool = True,
+                 head_init_std: float = 1e-3):
         super().__init__()
         self.layout = layout
         self.size = size
@@ -108,7 +109,7 @@ class CoarseEncoder(nn.Module):
         self.n_out = layout.n_shape + layout.n_expr + 6 + layout.n_albedo + 3 + 27
         self.head = nn.Sequential(nn.Linear(self.vit.embed_dim, hidden), nn.GELU(), nn.Linear(hidden, self.n_out))
         last = self.head[-1]
-        nn.init.normal_(last.weight, std=1e-3)
+        nn.init.normal_(last.weight, std=head_init_std)
         nn.init.zeros_(last.bias)
         with torch.no_grad():
             sl = self._slices()

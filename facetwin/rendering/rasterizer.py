@@ -18,6 +18,7 @@ without its antialiasing pass.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,8 @@ _DEPTH_BITS = 38
 _ID_BITS = 25
 _EMPTY = torch.iinfo(torch.int64).max
 _INSIDE_EPS = 1e-6  # closes cracks between neighbours when a centre lies exactly on an edge
+_ROW_BUDGET = 2_000_000    # bounding-box rows per chunk: bounds memory for huge or off-screen meshes
+_PIXEL_BUDGET = 4_000_000  # candidate pixels per chunk
 
 
 @dataclass
@@ -75,6 +78,7 @@ def rasterize(
     image_size: int | tuple[int, int],
     cull_backfaces: bool = False,
     perspective_correct: bool = False,
+    backend: str | None = None,
 ) -> Fragments:
     """Rasterise a batch of meshes that share one triangle list.
 
@@ -88,6 +92,9 @@ def rasterize(
             see :mod:`facetwin.geometry.camera`).
         perspective_correct: screen z is ``1 / camera depth``; barycentrics are corrected
             for perspective and triangles with a vertex behind the camera (z <= 0) are dropped.
+        backend: visibility pass, "torch" (default) or "moderngl" (optional OpenGL, CPU tensors,
+            see :mod:`facetwin.rendering.backend_moderngl`); default from
+            ``$FACETWIN_RASTER_BACKEND``. Gradients are the same either way.
     Returns:
         :class:`Fragments`.
     """
@@ -96,8 +103,16 @@ def rasterize(
     faces = faces.to(screen_vertices.device)
     if faces.shape[0] >= 2**_ID_BITS:
         raise ValueError(f"at most {2**_ID_BITS - 1} triangles")
+    backend = backend or os.environ.get("FACETWIN_RASTER_BACKEND", "torch")
     with torch.no_grad():
-        tri_ids = _visibility(screen_vertices.detach(), faces, H, W, cull_backfaces, perspective_correct)
+        if backend == "moderngl" and screen_vertices.device.type == "cpu":
+            from facetwin.rendering import backend_moderngl
+
+            tri_ids = backend_moderngl.visibility(screen_vertices.detach(), faces, H, W, cull_backfaces, perspective_correct)
+        elif backend in ("torch", "moderngl"):
+            tri_ids = _visibility(screen_vertices.detach(), faces, H, W, cull_backfaces, perspective_correct)
+        else:
+            raise ValueError(f"unknown rasteriser backend '{backend}' (torch or moderngl)")
     pixel_index = torch.nonzero(tri_ids.reshape(-1) >= 0).squeeze(1)
     face_index = tri_ids.reshape(-1)[pixel_index]
     bary = _barycentrics(screen_vertices, faces, pixel_index, face_index, H, W, perspective_correct)
@@ -143,8 +158,21 @@ def scatter_pixels(values: torch.Tensor, fragments: Fragments, background: float
     B = fragments.batch_size
     H, W = fragments.image_size
     out = torch.full((B * H * W, values.shape[-1]), background, dtype=values.dtype, device=values.device)
-    out = out.index_copy(0, fragments.pixel_index, values)
+    out.index_copy_(0, fragments.pixel_index, values)  # in place on a fresh tensor: no extra copy
     return out.reshape(B, H, W, -1)
+
+
+def scatter_pixels_channels_first(values: torch.Tensor, fragments: Fragments, background: float = 0.0) -> torch.Tensor:
+    """(N, C) values of the covered pixels → contiguous (B, C, H, W) image, ``background`` elsewhere."""
+    B = fragments.batch_size
+    H, W = fragments.image_size
+    C = values.shape[-1]
+    batch = fragments.batch_index
+    rem = fragments.pixel_index - batch * (H * W)
+    idx = (batch * (C * H * W) + rem)[None, :] + (torch.arange(C, device=values.device) * (H * W))[:, None]  # (C, N)
+    out = torch.full((B * C * H * W,), background, dtype=values.dtype, device=values.device)
+    out.index_copy_(0, idx.reshape(-1), values.T.reshape(-1))
+    return out.reshape(B, C, H, W)
 
 
 def depth_map(screen_vertices: torch.Tensor, faces: torch.Tensor, fragments: Fragments, background: float = float("-inf")) -> torch.Tensor:
@@ -213,46 +241,65 @@ def _visibility(sv: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull: boo
     ymin_t, bh_t = take(ymin).long(), take(bh).long()
     xlo_t, xhi_t = take(xmin), take(xmax)
 
+    # Bounded memory: triangles in chunks of at most _ROW_BUDGET box rows (one chunk normally).
+    csum = torch.cumsum(bh_t, 0)
+    total_rows = int(csum[-1])
+    cuts = [0]
+    if total_rows > _ROW_BUDGET:
+        marks = torch.arange(_ROW_BUDGET, total_rows, _ROW_BUDGET, device=dev, dtype=csum.dtype)
+        cuts += sorted(set(torch.searchsorted(csum, marks, right=True).tolist()) - {0, sel.numel()})
+    cuts.append(sel.numel())
+    for t0, t1 in zip(cuts[:-1], cuts[1:]):
+        _scan_rows(out, e[t0:t1], plane[t0:t1], bh_t[t0:t1], ymin_t[t0:t1], xlo_t[t0:t1], xhi_t[t0:t1],
+                   batch[t0:t1], face[t0:t1], H, W)
+    ids = torch.where(out == _EMPTY, torch.full_like(out, -1), out & (2**_ID_BITS - 1))
+    return ids.reshape(B, H, W)
+
+
+def _scan_rows(out, e, plane, bh, ymin, xlo, xhi, batch, face, H, W) -> None:
+    """Enumerate the covered pixels of some triangles row by row and z-test them into ``out``."""
+    dev, f64 = e.device, torch.float64
     # Rows: one entry per (triangle, bounding-box row).
-    rows = int(bh_t.sum())
-    owner = torch.repeat_interleave(torch.arange(sel.numel(), device=dev), bh_t, output_size=rows)
-    rstart = torch.cumsum(bh_t, 0) - bh_t
-    row_y = ymin_t.index_select(0, owner) + (torch.arange(rows, device=dev) - rstart.index_select(0, owner))
+    rows = int(bh.sum())
+    owner = torch.repeat_interleave(torch.arange(bh.numel(), device=dev), bh, output_size=rows)
+    rstart = torch.cumsum(bh, 0) - bh
+    row_y = ymin.index_select(0, owner) + (torch.arange(rows, device=dev) - rstart.index_select(0, owner))
     fy = row_y.to(f64) + 0.5
     er = e.index_select(0, owner)  # (R, 3, 3)
-    cr = er[..., 0] + er[..., 2] * fy[:, None]  # (R, 3): barycentric at x = 0 on this row
+    cr = er[..., 0] + er[..., 2] * fy[:, None]  # (R, 3): barycentrics at x = 0 on this row
     ar = er[..., 1]
     # b_k = cr + ar x >= -eps on the span [lo, hi].
     t = (-_INSIDE_EPS - cr) / torch.where(ar == 0, torch.ones_like(ar), ar)
     lo = torch.where(ar > 0, t, torch.full_like(t, -float("inf"))).amax(1)
     hi = torch.where(ar < 0, t, torch.full_like(t, float("inf"))).amin(1)
     empty = ((ar == 0) & (cr < -_INSIDE_EPS)).any(1)
-    jmin = torch.maximum(torch.ceil(lo - 0.5), xlo_t.index_select(0, owner))
-    jmax = torch.minimum(torch.floor(hi - 0.5), xhi_t.index_select(0, owner))
+    jmin = torch.maximum(torch.ceil(lo - 0.5), xlo.index_select(0, owner))
+    jmax = torch.minimum(torch.floor(hi - 0.5), xhi.index_select(0, owner))
     cnt = torch.where(empty, torch.zeros_like(jmin), (jmax - jmin + 1).clamp_min(0)).long()
-
-    # Pixels: one entry per covered pixel centre of each row span.
-    n_pix = int(cnt.sum())
-    if n_pix == 0:
-        return out.new_full((B, H, W), -1)
-    prow = torch.repeat_interleave(torch.arange(rows, device=dev), cnt, output_size=n_pix)
-    pstart = torch.cumsum(cnt, 0) - cnt
     pl = plane.index_select(0, owner)  # (R, 3)
-    q0 = pl[:, 0] + pl[:, 2] * fy + pl[:, 1] * 0.5  # depth at x = 0.5 (pixel column 0's centre)
-    b_row = batch.index_select(0, owner)
-    rowbase = b_row * (H * W) + row_y * W
-    # Per-row values gathered once per pixel: offset to turn a pixel counter into a column,
-    # depth at column 0, depth slope, pixel index base and triangle id.
-    shift = jmin.long() - pstart
-    packed = torch.stack([shift.to(f64), q0, pl[:, 1], rowbase.to(f64), face.index_select(0, owner).to(f64)], 1)
-    g = packed.index_select(0, prow)
-    col = torch.arange(n_pix, device=dev, dtype=f64) + g[:, 0]
-    q = (g[:, 1] + g[:, 2] * col).clamp(0, 2**_DEPTH_BITS - 1).to(torch.int64)
-    key = (q << _ID_BITS) | g[:, 4].to(torch.int64)
-    pix = (g[:, 3] + col).to(torch.int64)
-    out.scatter_reduce_(0, pix, key, reduce="amin")
-    ids = torch.where(out == _EMPTY, torch.full_like(out, -1), out & (2**_ID_BITS - 1))
-    return ids.reshape(B, H, W)
+    q0 = pl[:, 0] + pl[:, 2] * fy + pl[:, 1] * 0.5  # depth at the centre of pixel column 0
+    rowbase = batch.index_select(0, owner) * (H * W) + row_y * W
+    # Per-row values gathered once per pixel: pixel counter → column offset, depth at column 0,
+    # depth slope, flat pixel index of column 0, triangle id (all exact in float64).
+    pstart = torch.cumsum(cnt, 0) - cnt
+    packed = torch.stack([(jmin.long() - pstart).to(f64), q0, pl[:, 1], rowbase.to(f64), face.index_select(0, owner).to(f64)], 1)
+    csum = torch.cumsum(cnt, 0)
+    n_pix = int(csum[-1]) if rows else 0
+    start = 0
+    while start < n_pix:
+        # Pixels in chunks of at most _PIXEL_BUDGET (whole rows; one chunk normally).
+        r0 = int(torch.searchsorted(csum, torch.tensor(start, device=dev), right=True))
+        r1 = int(torch.searchsorted(csum, torch.tensor(start + _PIXEL_BUDGET, device=dev), right=True))
+        r1 = max(r1, r0 + 1)
+        stop = int(csum[r1 - 1])
+        prow = torch.repeat_interleave(torch.arange(r0, r1, device=dev), cnt[r0:r1], output_size=stop - start)
+        g = packed.index_select(0, prow)
+        col = torch.arange(start, stop, device=dev, dtype=f64) + g[:, 0]
+        q = (g[:, 1] + g[:, 2] * col).clamp(0, 2**_DEPTH_BITS - 1).to(torch.int64)
+        key = (q << _ID_BITS) | g[:, 4].to(torch.int64)
+        pix = (g[:, 3] + col).to(torch.int64)
+        out.scatter_reduce_(0, pix, key, reduce="amin")
+        start = stop
 
 
 # -- pass 2: barycentrics with gradients -------------------------------------------------------

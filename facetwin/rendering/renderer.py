@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from facetwin.geometry.mesh import vertex_normals
-from facetwin.rendering.rasterizer import Fragments, interpolate_packed, rasterize, scatter_pixels
+from facetwin.rendering.rasterizer import Fragments, interpolate_packed, rasterize, scatter_pixels, scatter_pixels_channels_first
 from facetwin.rendering.shading import sh_irradiance_packed
 from facetwin.rendering.texture import sample_texture
 
@@ -38,7 +38,7 @@ class RenderOutput:
 
     def _img(self, name: str, packed: torch.Tensor) -> torch.Tensor:
         if name not in self._cache:
-            self._cache[name] = scatter_pixels(packed, self.fragments).permute(0, 3, 1, 2)
+            self._cache[name] = scatter_pixels_channels_first(packed, self.fragments)
         return self._cache[name]
 
     @property

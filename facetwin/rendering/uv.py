@@ -74,7 +74,7 @@ class UVMapper:
         B, N, C = packed.shape
         S = self.size
         out = torch.full((B, S * S, C), background, dtype=packed.dtype, device=packed.device)
-        out = out.index_copy(1, self.fragments.pixel_index.to(packed.device), packed)
+        out.index_copy_(1, self.fragments.pixel_index.to(packed.device), packed)
         return out.transpose(1, 2).reshape(B, C, S, S)
 
     def attribute_map(self, attributes: torch.Tensor, background: float = 0.0) -> torch.Tensor:

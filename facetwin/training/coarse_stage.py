@@ -25,7 +25,8 @@ from facetwin.training.engine import Stage
 def build_encoder(cfg: CoarseConfig, head_model, n_albedo: int) -> CoarseEncoder:
     layout = HeadLayout.from_head_model(head_model, n_albedo, cfg.model.n_shape or None, cfg.model.n_expr or None)
     return CoarseEncoder(layout, size=cfg.model.size, image_size=cfg.model.image_size, hidden=cfg.model.hidden,
-                         face_fraction=cfg.model.face_fraction, predict_jaw=cfg.model.predict_jaw)
+                         face_fraction=cfg.model.face_fraction, predict_jaw=cfg.model.predict_jaw,
+                         head_init_std=cfg.model.head_init_std)
 
 
 def load_albedo_model(n_default: int = 0):
@@ -91,9 +92,12 @@ class CoarseStage(Stage):
                 uv, uvf = data.uv_coords, data.uv_faces
                 if uv is None:  # uniform albedo: any UV works
                     uv, uvf = np.zeros((1, 2), np.float32), np.zeros_like(data.faces)
-                self.renderer = MeshRenderer(data.faces, uv, uvf, cfg.data.crop_size).to(dev)
+                self.render_size = cfg.render_size or cfg.data.crop_size
+                self.renderer = MeshRenderer(data.faces, uv, uvf, self.render_size).to(dev)
         if self.identity_loss is None and self.weights.identity > 0 and cfg.render:
             self.identity_loss = _identity_loss(dev)
+            if self.identity_loss is not None and cfg.identity_images > 0:
+                self.identity_loss = _first_images(self.identity_loss, cfg.identity_images)
         if self._dataset is None:
             from facetwin.training.coarse_data import open_dataset
 
@@ -129,30 +133,43 @@ class CoarseStage(Stage):
         if self.weights.contour_mode == "marching" and dyn is None:
             dyn = geo.landmarks2d[:, :17]  # static contour when the head model has no marching table
         p = geo.params
+        image_r, skin, occ = images, batch.get("skin_mask"), batch.get("occluder_mask")
+        if render is not None and render.shape[-1] != images.shape[-1]:
+            # Everything at the render resolution: pixel quantities scale by R / crop, and the
+            # landmark terms are normalised by the image size, so they do not change.
+            R = render.shape[-1]
+            image_r = F.interpolate(images, size=(R, R), mode="bilinear", align_corners=False, antialias=True)
+            skin = None if skin is None else (F.interpolate(skin.float(), size=(R, R), mode="area") > 0.5).float()
+            occ = None if occ is None else (F.interpolate(occ.float(), size=(R, R), mode="area") > 0.0).float()
+            f = R / images.shape[-1]
+        else:
+            f = 1.0
         inputs = CoarseLossInputs(
-            landmarks2d=geo.landmarks2d, landmarks_normal_z=geo.landmarks_normal_z, vertices2d=geo.vertices2d,
+            landmarks2d=geo.landmarks2d * f, landmarks_normal_z=geo.landmarks_normal_z, vertices2d=geo.vertices2d * f,
             silhouette=sil, shape=p.shape, expression=p.expression, albedo=p.albedo, light=p.light,
-            image=images, gt_landmarks=batch["landmarks"].float(), render=render, render_mask=render_mask,
-            swapped_landmarks2d=swapped, dynamic_contour2d=dyn, pose=p.pose,
-            skin_mask=batch.get("skin_mask"), occluder_mask=batch.get("occluder_mask"),
-            landmark_weight=batch.get("landmark_weight"),
+            image=image_r, gt_landmarks=batch["landmarks"].float() * f, render=render, render_mask=render_mask,
+            swapped_landmarks2d=None if swapped is None else swapped * f, dynamic_contour2d=None if dyn is None else dyn * f,
+            pose=p.pose, skin_mask=skin, occluder_mask=occ, landmark_weight=batch.get("landmark_weight"),
         )
         return inputs, geo
 
     def render(self, geo):
+        """(render (B, 3, R, R), mask (B, 1, R, R)) at ``render_size`` R."""
         from facetwin.geometry.camera import orthographic_screen_vertices
 
-        screen = orthographic_screen_vertices(geo.vertices, geo.scale_px, geo.translation_px)
+        f = self.render_size / geo.crop_size
+        screen = orthographic_screen_vertices(geo.vertices, geo.scale_px * f, geo.translation_px * f)
         albedo = self.albedo_model(geo.params.albedo)
         out = self.renderer.render(screen, geo.vertices, albedo, geo.params.light)
         face = out.mask
         return out.image.clamp(0, 1), face
 
     def training_step(self, model, batch, step):
-        inputs, geo = self.forward(model, batch, with_render=self.cfg.render)
+        with_render = self.cfg.render and step >= self.cfg.landmark_only_steps
+        inputs, geo = self.forward(model, batch, with_render=with_render)
         total, terms = coarse_losses(inputs, self.weights, identity_loss=self.identity_loss)
         logs = {k: float(v.detach()) for k, v in terms.items()}
-        logs["nme"] = float(batch_nme(geo.landmarks2d.detach(), inputs.gt_landmarks))
+        logs["nme"] = float(batch_nme(geo.landmarks2d.detach(), batch["landmarks"].float(), geo.crop_size))
         return total, logs
 
     # -- pictures, evaluation, export --------------------------------------------------------
@@ -183,6 +200,15 @@ def export_encoder(encoder: CoarseEncoder, path: Path, head_model_name: str, ste
     return ckpt.export_safetensors(encoder.state_dict(), meta, path)
 
 
+def _first_images(loss_fn, n: int):
+    """A perceptual loss evaluated on the first ``n`` images of the batch only (CPU budget)."""
+
+    def fn(composite, image, landmarks=None):
+        return loss_fn(composite[:n], image[:n], None if landmarks is None else landmarks[:n])
+
+    return fn
+
+
 def resolve_data_path(spec: str) -> Path:
     """``data:eval/helen-test`` → ``$FACETWIN_DATA/eval/helen-test`` (or ../shared/data/...)."""
     from facetwin.paths import shared_data_dir
@@ -192,10 +218,11 @@ def resolve_data_path(spec: str) -> Path:
     return Path(spec)
 
 
-def batch_nme(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """Mean 68-point NME (outer-eye-corner normalised) of a batch."""
+def batch_nme(pred: torch.Tensor, gt: torch.Tensor, crop_size: float) -> torch.Tensor:
+    """Mean 68-point NME (outer-eye-corner normalised) of a batch; the normaliser is at least
+    10 % of the crop so that profile views (eye corners close together) do not dominate."""
     d = (pred - gt).norm(dim=-1).mean(-1)
-    norm = (gt[:, 36] - gt[:, 45]).norm(dim=-1).clamp_min(1e-6)
+    norm = (gt[:, 36] - gt[:, 45]).norm(dim=-1).clamp_min(0.1 * crop_size)
     return (d / norm).mean()
 
 

@@ -59,6 +59,7 @@ class CoarseModelConfig:
     n_expr: int = 0               # predicted expression components (0 = all)
     face_fraction: float = 0.6
     predict_jaw: bool = True
+    head_init_std: float = 1e-3   # std of the last layer's initial weights (small: start at the mean face)
     pretrained: str = ""          # MAE/timm/facetwin ViT weights to start from ('' = scratch)
     init_checkpoint: str = ""     # a facetwin coarse checkpoint to start from (fine-tuning)
 
@@ -87,6 +88,9 @@ class CoarseConfig:
     run: RunConfig = field(default_factory=RunConfig)
     loss: dict[str, Any] = field(default_factory=dict)  # CoarseLossWeights fields
     render: bool = True           # photometric term needs the render
+    render_size: int = 0          # photometric/perceptual terms at this resolution (0 = crop size)
+    identity_images: int = 0      # L_id on only the first N images of a batch (0 = all): it is costly on CPU
+    landmark_only_steps: int = 0  # DECA-style start: no render (photometric / identity) before this step
     eval: CoarseEvalConfig = field(default_factory=CoarseEvalConfig)
 
 

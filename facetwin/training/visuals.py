@@ -47,13 +47,13 @@ def coarse_grid(inputs, geo, faces: torch.Tensor, max_rows: int = 6) -> np.ndarr
             render = to_uint8(inputs.render[i])
             mask = inputs.render_mask[i, 0].detach().float().cpu().numpy()[..., None]
         else:
-            render = shaded_geometry(geo.vertices2d[i], geo.normals[i], faces, S)
+            render = shaded_geometry(inputs.vertices2d[i], geo.normals[i], faces, S)
             mask = (render.sum(-1, keepdims=True) > 0).astype(np.float32)
         overlay = (img * (1 - 0.6 * mask) + render * 0.6 * mask).astype(np.uint8)
         lmk = img.copy()
         sil = inputs.silhouette[i].cpu().numpy()
-        lmk = draw_points(lmk, geo.vertices2d[i].detach().cpu().numpy()[sil], (60, 120, 255), 0)
+        lmk = draw_points(lmk, inputs.vertices2d[i].detach().cpu().numpy()[sil], (60, 120, 255), 0)
         lmk = draw_points(lmk, inputs.gt_landmarks[i].cpu().numpy(), (0, 230, 0))
-        lmk = draw_points(lmk, geo.landmarks2d[i].detach().cpu().numpy(), (255, 40, 40))
+        lmk = draw_points(lmk, inputs.landmarks2d[i].detach().cpu().numpy(), (255, 40, 40))
         rows.append(np.concatenate([img, overlay, render, lmk], 1))
     return np.concatenate(rows, 0)

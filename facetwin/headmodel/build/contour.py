@@ -47,9 +47,10 @@ def dynamic_contour(vertices: np.ndarray, faces: np.ndarray, candidates: np.ndar
     """For each yaw, the 17 contour landmarks FLAME-style landmark marching would select.
 
     The static landmarks (the zero-pose boundary) stay where they are on the side turned towards
-    the camera and at the chin. On the side turning away, each landmark slides to the silhouette
-    of the rotated mesh at its own height: the outermost silhouette candidate within ``band``
-    metres of its height, searched between the midline and the static landmark.
+    the camera and at the chin. On the side turning away, each landmark slides forward along
+    the surface at its own height to the visible outline: of the silhouette candidates within
+    ``band`` metres of its height that lie in front of it (towards the midline), the one that
+    projects outermost after the rotation (the static point itself when nothing does).
 
     Args:
         vertices: (V, 3) neutral mesh (x = subject's left); candidates: (V,) bool silhouette
@@ -61,26 +62,23 @@ def dynamic_contour(vertices: np.ndarray, faces: np.ndarray, candidates: np.ndar
     """
     tri_of, bary_of = vertex_to_face(faces, vertices.shape[0])
     static = (vertices[faces[contour_faces]] * contour_bary[..., None]).sum(1)   # (17, 3)
+    cand = np.flatnonzero(candidates)
     out_f, out_b = [], []
     for yaw in np.deg2rad(np.asarray(yaws_deg, np.float64)):
-        R = rotation_y(yaw)
-        rv = vertices @ R.T
-        sil = np.flatnonzero(silhouette_vertices(rv, faces) & candidates)
         fs, bs = list(contour_faces), list(contour_bary)
         far = 1.0 if yaw > 0 else -1.0          # x sign of the side turning away
+        outward = lambda p: far * p[..., 0] * np.cos(yaw) + p[..., 2] * np.sin(abs(yaw))  # noqa: E731
         for k in range(17):
             if k == 8 or abs(yaw) < 1e-9 or np.sign(static[k, 0]) != far:
                 continue
-            # Between the midline and the static landmark, at the landmark's height.
-            pool = sil[(far * vertices[sil, 0] > 0) & (far * vertices[sil, 0] <= far * static[k, 0] + 1e-9)]
-            near = pool[np.abs(vertices[pool, 1] - static[k, 1]) < band]
-            if near.size == 0:
-                if pool.size == 0:
-                    continue
-                near = pool[[np.argmin(np.abs(vertices[pool, 1] - static[k, 1]))]]
-            # The visible outline is the outermost silhouette point seen from the camera.
-            v = near[np.argmax(far * rv[near, 0])]
-            fs[k], bs[k] = tri_of[v], bary_of[v]
+            p = static[k]
+            pool = cand[(np.abs(vertices[cand, 1] - p[1]) < band) & (far * vertices[cand, 0] > 0)
+                        & (far * vertices[cand, 0] <= far * p[0]) & (vertices[cand, 2] >= p[2])]
+            if pool.size == 0:
+                continue
+            v = pool[np.argmax(outward(vertices[pool]))]
+            if outward(vertices[v]) > outward(p):
+                fs[k], bs[k] = tri_of[v], bary_of[v]
         out_f.append(fs)
         out_b.append(bs)
     return (np.asarray(out_f, np.int64), np.asarray(out_b, np.float64),
