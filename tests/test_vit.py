@@ -121,8 +121,8 @@ def test_coarse_encoder_ranges_and_initial_prediction():
     s, t = p.camera_pixels(100.0)
     centre = project_orthographic(lmk, s, t)
     lo, hi = centre.min(1).values, centre.max(1).values
-    assert torch.allclose((lo + hi) / 2, torch.full((3, 2), 50.0), atol=2.0)
-    assert torch.allclose(hi[:, 0] - lo[:, 0], torch.full((3,), 60.0), rtol=0.05)
+    assert torch.allclose((lo + hi) / 2, torch.tensor([50.0, 57.0]).expand(3, 2), atol=2.0)
+    assert torch.allclose(hi[:, 0] - lo[:, 0], torch.full((3,), 62.5), rtol=0.05)
     # Extreme raw outputs stay within the limits.
     raw = torch.full((1, enc.n_out), 50.0)
     q = enc.decode(raw)
@@ -147,8 +147,8 @@ def test_mae_patchify_roundtrip_masking_and_learning():
     assert torch.equal(mask.sum(1), torch.full((4,), 12.0))
     torch.manual_seed(1)
     loss0, _, _ = mae(images)
-    opt = torch.optim.AdamW(mae.parameters(), 3e-3)
-    for _ in range(80):
+    opt = torch.optim.AdamW(mae.parameters(), 5e-3)
+    for _ in range(40):
         torch.manual_seed(1)  # same masks: memorise one batch
         loss, _, _ = mae(images)
         opt.zero_grad()

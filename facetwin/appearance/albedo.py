@@ -122,6 +122,27 @@ class AlbedoModel(nn.Module):
         return cls(raw["mean"], raw["components"][:k], raw["std"][:k], output_size, meta)
 
 
+def uv_layout_fingerprint(head_data) -> str:
+    """A short hash of a head model's triangles and UV layout: an albedo model only fits the
+    layout it was built in (stored as ``meta["uv_layout"]``)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for a in (head_data.faces, head_data.uv_coords, head_data.uv_faces):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def check_uv_layout(model: AlbedoModel, head_data) -> None:
+    """Raise FacetwinError if ``model`` was built for another UV layout than ``head_data``'s."""
+    built = model.meta.get("uv_layout")
+    if built and built != uv_layout_fingerprint(head_data):
+        raise FacetwinError(
+            f"the albedo model was built for another UV layout ({built}) than head model '{head_data.name}' "
+            f"({uv_layout_fingerprint(head_data)}); rebuild it with scripts/build_albedo_model.py"
+        )
+
+
 def _float_tensor(a) -> torch.Tensor:
     if torch.is_tensor(a):
         return a.detach().to(torch.float32).clone()

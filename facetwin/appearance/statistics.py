@@ -60,6 +60,7 @@ def robust_em_pca(
     outlier_sigmas: float = 3.0,
     group: int = 1,
     seed: int = 0,
+    verbose: bool = False,
 ) -> PCAResult:
     """PCA of data with missing and outlying entries (EM-PCA with iterative outlier rejection).
 
@@ -97,6 +98,10 @@ def robust_em_pca(
             sigma = 1.4826 * np.median(res[obs]) if obs.any() else 1.0
             Wr = W0 * (res <= outlier_sigmas * sigma)
         F = Wr * X + (1 - Wr) * R
+        if verbose:
+            rms = np.sqrt((W0 * (X - R) ** 2).sum() / max(W0.sum(), 1e-9))
+            print(f"EM-PCA {it + 1}/{iterations}: observed rms residual {rms:.4f}, kept {Wr.sum() / max(W0.sum(), 1e-9):.3f}", flush=True,
+                  file=__import__("sys").stderr)
     mu = F.mean(0)
     C = F - mu
     U, S, Vt = np.linalg.svd(C, full_matrices=False)

@@ -63,7 +63,8 @@ def measure(args) -> dict:
     import os
 
     results: dict = {"batch": batch, "threads": threads, "mesh": None, "repeats": repeats,
-                     "load_average_1min": round(os.getloadavg()[0], 2), "timing": "*_ms median wall, *_min_ms best wall, *_cpu_ms median process CPU (all threads)"}
+                     "load_average_1min": round(os.getloadavg()[0], 2),
+                     "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), "timing": "*_ms median wall, *_min_ms best wall, *_cpu_ms median process CPU (all threads)"}
     from facetwin.rendering import backend_moderngl
 
     gl = getattr(args, "moderngl", True) and backend_moderngl.available()

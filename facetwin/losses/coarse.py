@@ -11,7 +11,7 @@ dynamic contour landmarks with DECA's landmark loss).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch

@@ -10,8 +10,10 @@ Output mappings (so every prediction starts plausible and stays in range):
 * θ: global rotation and jaw only (neck and eyes stay zero); each axis ``limit · tanh(·)``;
   jaw opening (x) ``limit · sigmoid(·)`` so it never opens backwards.
 * camera: ``s = s_ref · exp(tanh(·))`` (positive, within e^±1 of the reference) and ``t`` such
-  that zero outputs put the template's landmark centre in the crop centre. ``s_ref`` makes the
-  template's 68 landmarks span ``face_fraction`` of the crop. Scale/translation are predicted
+  that zero outputs put the template's landmark centre at (0.5, ``centre_y``) of the crop.
+  ``s_ref`` makes the template's 68 landmarks span ``face_fraction`` of the crop width. The
+  defaults (0.625, 0.57) are the medians of the prepared crops (side 1.6 × landmark box,
+  centred 0.12 box heights above it). Scale/translation are predicted
   relative to the crop size, :meth:`CoarseParams.camera_pixels` converts.
 * α, SH lighting: linear; the lighting bias starts at ``light_init`` (ambient DC term: 3.5 ×
   DECA's constant 1/√(4π) ≈ irradiance 1).
@@ -98,8 +100,8 @@ class CoarseEncoder(nn.Module):
     JAW_LIMITS = (0.45, 0.08, 0.08)  # opening, sideways, twist
 
     def __init__(self, layout: HeadLayout, size: str = "tiny", image_size: int = 128, hidden: int = 512,
-                 face_fraction: float = 0.6, light_init: float = 3.5, predict_jaw: bool = True,
-                 head_init_std: float = 1e-3):
+                 face_fraction: float = 0.625, light_init: float = 3.5, predict_jaw: bool = True,
+                 head_init_std: float = 1e-3, centre_y: float = 0.57):
         super().__init__()
         self.layout = layout
         self.size = size
@@ -122,6 +124,7 @@ class CoarseEncoder(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.s_ref = face_fraction / max(layout.landmark_width, 1e-6)
         self.face_fraction = face_fraction
+        self.centre_y = centre_y
 
     def _slices(self) -> dict[str, slice]:
         L = self.layout
@@ -159,9 +162,10 @@ class CoarseEncoder(nn.Module):
         cam = raw[:, sl["camera"]]
         scale = self.s_ref * torch.exp(torch.tanh(cam[:, 0]))
         cx, cy = L.landmark_centre
-        # u = s Π(v) + t with Π(x, y, z) = (x, -y): put the template centre at the crop centre.
+        # u = s Π(v) + t with Π(x, y, z) = (x, -y): put the template's landmark centre where the
+        # data pipeline's crops put the landmark centre (x 0.5, y ``centre_y``).
         centre_img = torch.stack([scale * cx, -scale * cy], -1)
-        translation = 0.5 + 0.25 * cam[:, 1:] - centre_img
+        translation = raw.new_tensor([0.5, self.centre_y]) + 0.25 * cam[:, 1:] - centre_img
         return CoarseParams(
             shape=raw[:, sl["shape"]],
             expression=expr,
@@ -178,7 +182,7 @@ class CoarseEncoder(nn.Module):
     def config(self) -> dict:
         """What :func:`build_from_config` needs to rebuild this encoder (stored with checkpoints)."""
         return {"size": self.size, "image_size": self.image_size, "hidden": self.head[0].out_features,
-                "face_fraction": self.face_fraction, "predict_jaw": self.predict_jaw,
+                "face_fraction": self.face_fraction, "centre_y": self.centre_y, "predict_jaw": self.predict_jaw,
                 "layout": self.layout.to_dict()}
 
 
@@ -188,4 +192,5 @@ def build_from_config(cfg: dict) -> CoarseEncoder:
         layout["expression_range"] = tuple(layout["expression_range"])
     layout["landmark_centre"] = tuple(layout["landmark_centre"])
     return CoarseEncoder(HeadLayout(**layout), size=cfg["size"], image_size=cfg["image_size"],
-                         hidden=cfg["hidden"], face_fraction=cfg["face_fraction"], predict_jaw=cfg.get("predict_jaw", True))
+                         hidden=cfg["hidden"], face_fraction=cfg["face_fraction"], predict_jaw=cfg.get("predict_jaw", True),
+                         centre_y=cfg.get("centre_y", 0.5))

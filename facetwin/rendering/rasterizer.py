@@ -2,9 +2,11 @@
 
 Two passes, as in nvdiffrast:
 
-1. **Visibility** (no gradients): every triangle lists the pixel centres inside its bounding box,
-   edge functions keep those inside it, and ``scatter_reduce(amin)`` on a packed int64 key
-   ``(quantised depth << 25) | triangle id`` keeps the closest triangle per pixel.
+1. **Visibility** (no gradients): every triangle lists the rows of its bounding box, the span of
+   pixel centres inside it on each row is solved from its edge functions, and
+   ``scatter_reduce(amin)`` on a packed int64 key ``(quantised depth << 25) | triangle id``
+   keeps the closest triangle per pixel. Work is proportional to the covered area (plus one
+   entry per box row), memory is bounded by chunking.
 2. **Barycentrics** (with gradients): for each covered pixel the barycentric coordinates of its
    centre are recomputed analytically from the triangle's screen vertices, so gradients reach
    vertex positions; :func:`interpolate` then carries them to vertex attributes, and texture
@@ -37,16 +39,25 @@ class Fragments:
 
     Attributes:
         triangle_ids: (B, H, W) int64 index into ``faces``; -1 where no triangle covers the pixel.
-        pixel_index: (N,) int64 flat index into ``B*H*W`` of the covered pixels.
+        pixel_index: (N,) int64 flat index into ``B*H*W`` of the covered pixels (sorted, so each
+            image's pixels form one contiguous run).
         face_index: (N,) int64 triangle of each covered pixel.
-        bary: (N, 3) barycentric coordinates of each covered pixel centre (differentiable;
-            perspective-correct when rasterised with ``perspective_correct=True``).
+        bary_t: (3, N) barycentric coordinates of each covered pixel centre, one row per corner
+            (differentiable; perspective-correct when rasterised with ``perspective_correct``).
+            Rows are contiguous: elementwise work on them is much faster on CPU than on (N, 3).
+        batch_index: (N,) int64 image of each covered pixel.
     """
 
     triangle_ids: torch.Tensor
     pixel_index: torch.Tensor
     face_index: torch.Tensor
-    bary: torch.Tensor
+    bary_t: torch.Tensor
+    batch_index: torch.Tensor
+
+    @property
+    def bary(self) -> torch.Tensor:
+        """(N, 3) barycentrics (a transposed view of ``bary_t``)."""
+        return self.bary_t.T
 
     @property
     def batch_size(self) -> int:
@@ -61,11 +72,12 @@ class Fragments:
         """(B, H, W) bool, True where a triangle covers the pixel centre."""
         return self.triangle_ids >= 0
 
-    @property
-    def batch_index(self) -> torch.Tensor:
-        """(N,) batch element of each covered pixel."""
-        H, W = self.image_size
-        return torch.div(self.pixel_index, H * W, rounding_mode="floor")
+    def counts(self) -> list[int]:
+        """Covered pixels per image (the lengths of the per-image runs)."""
+        return torch.bincount(self.batch_index, minlength=self.batch_size).tolist()
+
+    def to(self, device) -> "Fragments":
+        return Fragments(*(t.to(device) for t in (self.triangle_ids, self.pixel_index, self.face_index, self.bary_t, self.batch_index)))
 
     def bary_map(self) -> torch.Tensor:
         """(B, H, W, 3) barycentrics, zeros in the background (differentiable)."""
@@ -113,10 +125,13 @@ def rasterize(
             tri_ids = _visibility(screen_vertices.detach(), faces, H, W, cull_backfaces, perspective_correct)
         else:
             raise ValueError(f"unknown rasteriser backend '{backend}' (torch or moderngl)")
-    pixel_index = torch.nonzero(tri_ids.reshape(-1) >= 0).squeeze(1)
-    face_index = tri_ids.reshape(-1)[pixel_index]
-    bary = _barycentrics(screen_vertices, faces, pixel_index, face_index, H, W, perspective_correct)
-    return Fragments(tri_ids, pixel_index, face_index, bary)
+    # (b, y, x) of the covered pixels straight from nonzero: no integer divisions needed.
+    where = torch.nonzero(tri_ids >= 0)
+    batch, py, px = where.unbind(1)
+    pixel_index = (batch * H + py) * W + px
+    face_index = tri_ids[batch, py, px]
+    bary_t = _barycentrics(screen_vertices, faces, batch, py, px, face_index, perspective_correct)
+    return Fragments(tri_ids, pixel_index, face_index, bary_t, batch)
 
 
 def interpolate(attributes: torch.Tensor, faces: torch.Tensor, fragments: Fragments, background: float = 0.0) -> torch.Tensor:
@@ -135,21 +150,32 @@ def interpolate(attributes: torch.Tensor, faces: torch.Tensor, fragments: Fragme
 
 
 def interpolate_packed(attributes: torch.Tensor, faces: torch.Tensor, fragments: Fragments) -> torch.Tensor:
-    """Like :func:`interpolate` but only the covered pixels: (N, C) in ``fragments.pixel_index`` order."""
+    """Like :func:`interpolate` but only the covered pixels: (N, C) in ``fragments.pixel_index``
+    order (a transposed view of a contiguous (C, N) tensor)."""
+    return interpolate_packed_t(attributes, faces, fragments).T
+
+
+def interpolate_packed_t(attributes: torch.Tensor, faces: torch.Tensor, fragments: Fragments) -> torch.Tensor:
+    """Interpolated attributes of the covered pixels, channels first: (C, N)."""
     faces = faces.to(attributes.device)
     corners = faces.index_select(0, fragments.face_index)  # (N, 3)
     if attributes.dim() == 2:
-        flat = attributes
+        flat_t = attributes.T  # (C, A)
     else:
         B, A, C = attributes.shape
-        flat = attributes.reshape(B * A, C)
+        flat_t = attributes.reshape(B * A, C).T  # (C, B*A)
         corners = corners + (fragments.batch_index * A)[:, None]
-    vals = flat.index_select(0, corners.reshape(-1)).reshape(-1, 3, flat.shape[-1])
-    return blend3(fragments.bary.to(vals.dtype), vals)
+    flat_t = flat_t.contiguous()  # small: per vertex, not per pixel
+    b = fragments.bary_t.to(flat_t.dtype)
+    out = None
+    for k in range(3):
+        term = flat_t.index_select(1, corners[:, k]) * b[k]  # (C, N): rows contiguous, fast
+        out = term if out is None else out + term
+    return out
 
 
 def blend3(weights: torch.Tensor, vals: torch.Tensor) -> torch.Tensor:
-    """(N, 3) weights, (N, 3, C) values → (N, C). Elementwise: batched tiny matmuls are slow on CPU."""
+    """(N, 3) weights, (N, 3, C) values → (N, C)."""
     return (vals * weights[:, :, None]).sum(1)
 
 
@@ -163,7 +189,8 @@ def scatter_pixels(values: torch.Tensor, fragments: Fragments, background: float
 
 
 def scatter_pixels_channels_first(values: torch.Tensor, fragments: Fragments, background: float = 0.0) -> torch.Tensor:
-    """(N, C) values of the covered pixels → contiguous (B, C, H, W) image, ``background`` elsewhere."""
+    """(N, C) values of the covered pixels (or their (C, N) transpose view) → contiguous
+    (B, C, H, W) image, ``background`` elsewhere."""
     B = fragments.batch_size
     H, W = fragments.image_size
     C = values.shape[-1]
@@ -304,55 +331,51 @@ def _scan_rows(out, e, plane, bh, ymin, xlo, xhi, batch, face, H, W) -> None:
 
 # -- pass 2: barycentrics with gradients -------------------------------------------------------
 
-def _barycentrics(sv: torch.Tensor, faces: torch.Tensor, pixel_index: torch.Tensor, face_index: torch.Tensor, H: int, W: int, perspective: bool) -> torch.Tensor:
+def _barycentrics(sv: torch.Tensor, faces: torch.Tensor, batch, py, px, face_index: torch.Tensor, perspective: bool) -> torch.Tensor:
+    """(3, N) barycentrics of the pixel centres (px + .5, py + .5) in their triangles."""
     B, V, _ = sv.shape
-    batch = torch.div(pixel_index, H * W, rounding_mode="floor")
-    rem = pixel_index - batch * (H * W)
-    py = torch.div(rem, W, rounding_mode="floor")
-    px = rem - py * W
-    centre = torch.stack([px, py], -1).to(sv.dtype) + 0.5  # (N, 2)
-    corners = (faces.index_select(0, face_index) + (batch * V)[:, None]).reshape(-1)
-    xy = sv[..., :2].reshape(B * V, 2).index_select(0, corners).reshape(-1, 3, 2)
-    bary = _Barycentric.apply(xy, centre)
+    fx = px.to(sv.dtype) + 0.5
+    fy = py.to(sv.dtype) + 0.5
+    corners = (faces.index_select(0, face_index) + (batch * V)[:, None]).T.reshape(-1)  # (3N) corner-major
+    N = face_index.shape[0]
+    # One coordinate at a time: (3, N) tensors with contiguous rows.
+    x = sv[..., 0].reshape(B * V).index_select(0, corners).view(3, N)
+    y = sv[..., 1].reshape(B * V).index_select(0, corners).view(3, N)
+    bary = _Barycentric.apply(x, y, fx, fy)
     if perspective:
-        z = sv[..., 2].reshape(B * V).index_select(0, corners).reshape(-1, 3)
+        z = sv[..., 2].reshape(B * V).index_select(0, corners).view(3, N)
         wz = bary * z
-        bary = wz / wz.sum(-1, keepdim=True)
+        bary = wz / wz.sum(0, keepdim=True)
     return bary
 
 
 class _Barycentric(torch.autograd.Function):
-    """Screen-space barycentrics of points in triangles with an analytic backward.
+    """Screen-space barycentrics (3, N) of points in triangles, with an analytic backward.
 
     With ``∇b_i`` the (constant) gradient of barycentric ``i`` w.r.t. the point, moving corner
-    ``j`` changes it by ``∂b_i/∂p_j = -b_j ∇b_i``; so the backward is two small products instead
-    of autograd's chain through ~20 elementwise ops.
+    ``j`` changes it by ``∂b_i/∂p_j = -b_j ∇b_i``; so the backward is a few vector products
+    instead of autograd's chain through ~20 elementwise ops.
     """
 
     @staticmethod
-    def forward(ctx, xy: torch.Tensor, point: torch.Tensor) -> torch.Tensor:  # (N, 3, 2), (N, 2)
-        x0, x1, x2 = xy[:, 0, 0], xy[:, 1, 0], xy[:, 2, 0]
-        y0, y1, y2 = xy[:, 0, 1], xy[:, 1, 1], xy[:, 2, 1]
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor) -> torch.Tensor:
+        x0, x1, x2 = x
+        y0, y1, y2 = y
         inv = 1.0 / ((x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0))
         # ∇b_i = (-(y_b - y_a), x_b - x_a) / area for the edge (a, b) opposite corner i.
-        grad_pt = torch.stack([
-            torch.stack([y1 - y2, x2 - x1], -1),
-            torch.stack([y2 - y0, x0 - x2], -1),
-            torch.stack([y0 - y1, x1 - x0], -1),
-        ], 1) * inv[:, None, None]  # (N, 3, 2)
+        gx = torch.stack([y1 - y2, y2 - y0, y0 - y1]) * inv
+        gy = torch.stack([x2 - x1, x0 - x2, x1 - x0]) * inv
         # b_i(P) = ∇b_i · (P - p_j) for a corner j on the opposite edge.
-        d1 = point - xy[:, 1]
-        d2 = point - xy[:, 2]
-        b0 = (grad_pt[:, 0] * d1).sum(-1)
-        b1 = (grad_pt[:, 1] * d2).sum(-1)
-        bary = torch.stack([b0, b1, 1 - b0 - b1], -1)
-        ctx.save_for_backward(bary, grad_pt)
+        b0 = gx[0] * (fx - x1) + gy[0] * (fy - y1)
+        b1 = gx[1] * (fx - x2) + gy[1] * (fy - y2)
+        bary = torch.stack([b0, b1, 1 - b0 - b1])
+        ctx.save_for_backward(bary, gx, gy)
         return bary
 
     @staticmethod
-    def backward(ctx, grad_bary: torch.Tensor):
-        bary, grad_pt = ctx.saved_tensors
-        g = (grad_bary[:, :, None] * grad_pt).sum(1)  # (N, 2) = Σ_i g_i ∇b_i
-        grad_xy = -bary[:, :, None] * g[:, None, :]
-        grad_point = g if ctx.needs_input_grad[1] else None
-        return grad_xy, grad_point
+    def backward(ctx, grad: torch.Tensor):
+        bary, gx, gy = ctx.saved_tensors
+        grad = grad.contiguous()
+        g_x = grad[0] * gx[0] + grad[1] * gx[1] + grad[2] * gx[2]  # Σ_i g_i ∇b_i, x part (N,)
+        g_y = grad[0] * gy[0] + grad[1] * gy[1] + grad[2] * gy[2]
+        return -bary * g_x, -bary * g_y, None, None

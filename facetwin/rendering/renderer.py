@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from facetwin.geometry.mesh import vertex_normals
-from facetwin.rendering.rasterizer import Fragments, interpolate_packed, rasterize, scatter_pixels, scatter_pixels_channels_first
+from facetwin.rendering.rasterizer import Fragments, interpolate_packed_t, rasterize, scatter_pixels, scatter_pixels_channels_first
 from facetwin.rendering.shading import sh_irradiance_packed
-from facetwin.rendering.texture import sample_texture
+from facetwin.rendering.texture import uv_to_grid
 
 
 @dataclass
@@ -126,26 +126,30 @@ class MeshRenderer:
         if fragments is None:
             fragments = rasterize(screen_vertices, faces, self.image_size, cull_backfaces, perspective_correct)
         N = fragments.pixel_index.shape[0]
-        counts = torch.bincount(fragments.batch_index, minlength=fragments.batch_size).tolist()
+        counts = fragments.counts()
         need_uv = albedo is not None or detail_normals is not None
         if need_uv and self.uv_coords is None:
             raise ValueError("textures need uv_coords and uv_faces")
-        uv = interpolate_packed(self.uv_coords.to(dev, dtype), self.uv_faces.to(dev), fragments) if need_uv else None
+        # Packed values are channels first, (C, N): elementwise work on contiguous rows.
+        uv = interpolate_packed_t(self.uv_coords.to(dev, dtype), self.uv_faces.to(dev), fragments) if need_uv else None
         if detail_normals is not None:
             n = _sample_packed(detail_normals, uv, counts)
         else:
-            n = interpolate_packed(vertex_normals(vertices, faces), faces, fragments)
-        n = F.normalize(n, dim=-1, eps=1e-12)
+            n = interpolate_packed_t(vertex_normals(vertices, faces), faces, fragments)
+        n = n * (n * n).sum(0, keepdim=True).clamp_min(1e-24).rsqrt()  # F.normalize over dim 0 is slow on CPU
         if albedo is not None:
             alb = _sample_packed(albedo, uv, counts)
         else:
-            alb = torch.full((N, 3), 0.7, dtype=dtype, device=dev)
-        irr = sh_irradiance_packed(n, lighting, counts, self.convention)
-        return RenderOutput(fragments, alb * irr, n, alb, irr, uv)
+            alb = torch.full((3, N), 0.7, dtype=dtype, device=dev)
+        irr = sh_irradiance_packed(n.T, lighting, counts, self.convention)  # (N, C) view of (C, N)
+        return RenderOutput(fragments, (alb * irr.T).T, n.T, alb.T, irr, None if uv is None else uv.T)
 
 
-def _sample_packed(texture: torch.Tensor, uv_packed: torch.Tensor, counts: list[int]) -> torch.Tensor:
-    """Sample a (B, C, S, S) texture at packed per-pixel UVs (N, 2); ``counts`` pixels per image
-    (covered pixels are sorted by flat index, so each image's pixels are one contiguous run)."""
-    parts = torch.split(uv_packed, counts)
-    return torch.cat([sample_texture(texture[b:b + 1], p[None])[0] for b, p in enumerate(parts)], 0)
+def _sample_packed(texture: torch.Tensor, uv_t: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """Sample a (B, C, S, S) texture at packed per-pixel UVs (2, N) → (C, N); ``counts`` pixels
+    per image (covered pixels are sorted by image, so each image's pixels are one run)."""
+    grid = uv_to_grid(uv_t.T).to(texture.dtype)  # (N, 2)
+    parts = torch.split(grid, counts)
+    out = [F.grid_sample(texture[b:b + 1], p[None, None], mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0]
+           for b, p in enumerate(parts)]
+    return torch.cat(out, 1)

@@ -51,31 +51,43 @@ class UVMapper:
         return cls(torch.as_tensor(data.faces), torch.as_tensor(data.uv_coords), torch.as_tensor(data.uv_faces), size)
 
     def to(self, device) -> "UVMapper":
-        fr = self.fragments
-        self.fragments = Fragments(*(t.to(device) for t in (fr.triangle_ids, fr.pixel_index, fr.face_index, fr.bary)))
+        self.fragments = self.fragments.to(device)
         for name in ("faces", "uv_coords", "uv_faces", "mask", "_corner_vertex", "_corner_uv", "_vertex_count"):
             setattr(self, name, getattr(self, name).to(device))
         return self
 
     # -- attribute maps ------------------------------------------------------------------------
     def packed(self, attributes: torch.Tensor) -> torch.Tensor:
-        """Per-vertex attributes at the covered texels: (B, V, C) → (B, N, C) (N texels)."""
+        """Per-vertex attributes at the covered texels: (B, V, C) or (V, C) → (B, N, C) (N texels)."""
+        return self.packed_t(attributes).transpose(1, 2)
+
+    def packed_t(self, attributes: torch.Tensor) -> torch.Tensor:
+        """Channels-first variant of :meth:`packed`: (B, C, N)."""
         fr = self.fragments
-        corners = self.faces.to(attributes.device).index_select(0, fr.face_index.to(attributes.device))  # (N, 3)
-        bary = fr.bary.to(attributes)
+        dev = attributes.device
         if attributes.dim() == 2:
             attributes = attributes[None]
         B, A, C = attributes.shape
-        vals = attributes.index_select(1, corners.reshape(-1)).reshape(B, -1, 3, C)  # (B, N, 3, C)
-        return vals[:, :, 0] * bary[None, :, 0:1] + vals[:, :, 1] * bary[None, :, 1:2] + vals[:, :, 2] * bary[None, :, 2:3]
+        corners = self.faces.to(dev).index_select(0, fr.face_index.to(dev))  # (N, 3)
+        flat_t = attributes.transpose(1, 2).reshape(B * C, A).contiguous()
+        b = fr.bary_t.to(dev, flat_t.dtype)
+        out = None
+        for k in range(3):
+            term = flat_t.index_select(1, corners[:, k]) * b[k]  # (B*C, N), contiguous rows
+            out = term if out is None else out + term
+        return out.view(B, C, -1)
 
     def scatter(self, packed: torch.Tensor, background: float = 0.0) -> torch.Tensor:
         """(B, N, C) texel values → (B, C, S, S) map with ``background`` outside the layout."""
-        B, N, C = packed.shape
+        return self.scatter_t(packed.transpose(1, 2), background)
+
+    def scatter_t(self, packed_t: torch.Tensor, background: float = 0.0) -> torch.Tensor:
+        """(B, C, N) texel values → (B, C, S, S) map with ``background`` outside the layout."""
+        B, C, N = packed_t.shape
         S = self.size
-        out = torch.full((B, S * S, C), background, dtype=packed.dtype, device=packed.device)
-        out.index_copy_(1, self.fragments.pixel_index.to(packed.device), packed)
-        return out.transpose(1, 2).reshape(B, C, S, S)
+        out = torch.full((B, C, S * S), background, dtype=packed_t.dtype, device=packed_t.device)
+        out.index_copy_(2, self.fragments.pixel_index.to(packed_t.device), packed_t)
+        return out.view(B, C, S, S)
 
     def attribute_map(self, attributes: torch.Tensor, background: float = 0.0) -> torch.Tensor:
         """Rasterise per-vertex attributes into UV space.
@@ -85,7 +97,7 @@ class UVMapper:
         Returns:
             (B, C, S, S), differentiable w.r.t. the attributes.
         """
-        return self.scatter(self.packed(attributes), background)
+        return self.scatter_t(self.packed_t(attributes), background)
 
     def vertex_values(self, uv_map: torch.Tensor) -> torch.Tensor:
         """Sample a (B, C, S, S) UV map at every vertex (averaged over its UV corners): (B, V, C)."""

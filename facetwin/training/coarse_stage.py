@@ -26,7 +26,7 @@ def build_encoder(cfg: CoarseConfig, head_model, n_albedo: int) -> CoarseEncoder
     layout = HeadLayout.from_head_model(head_model, n_albedo, cfg.model.n_shape or None, cfg.model.n_expr or None)
     return CoarseEncoder(layout, size=cfg.model.size, image_size=cfg.model.image_size, hidden=cfg.model.hidden,
                          face_fraction=cfg.model.face_fraction, predict_jaw=cfg.model.predict_jaw,
-                         head_init_std=cfg.model.head_init_std)
+                         head_init_std=cfg.model.head_init_std, centre_y=cfg.model.centre_y)
 
 
 def load_albedo_model(n_default: int = 0):

