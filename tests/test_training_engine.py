@@ -136,3 +136,21 @@ def test_torchrun_two_gloo_processes(tmp_path):
     assert [r["step"] for r in records] == [1, 2, 3]
     state = ckpt.load_checkpoint(out / "checkpoints" / "step_0000003.pt")
     assert state["world_size"] == 2 and len(state["rng"]) == 2
+
+
+def test_black_border_fill_only_touches_the_padding():
+    import numpy as np
+
+    from facetwin.training.coarse_data import black_border_mask, fill_black_border
+
+    img = np.full((40, 40, 3), 120, np.uint8)
+    img[:, :8] = 0          # padding on the left (as a crop leaving its source image)
+    img[20:23, 20:23] = 0   # a dark pupil inside the face: not padding
+    mask = black_border_mask(img)
+    assert mask[:, :8].all() and not mask[:, 8:].any()
+    donor = np.full((40, 40, 3), 200, np.uint8)
+    np.random.seed(0)
+    out = fill_black_border(img, donor)
+    assert (out[:, :6] == 200).all()              # padding replaced
+    assert (out[20:23, 20:23] == 0).all()         # the pupil stays
+    assert (out[:, 12:] == img[:, 12:]).all()     # the face is untouched beyond the soft seam

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facetwin.errors import FacetwinError
+from facetwin.npzio import read_npz
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 ALBEDO_FILE = ASSETS_DIR / "open_albedo_model.npz"
@@ -106,14 +107,7 @@ class AlbedoModel(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, n_components: int | None = None, output_size: int = 256) -> "AlbedoModel":
-        path = Path(path)
-        if not path.is_file():
-            raise FacetwinError(f"albedo model not found: {path}")
-        try:
-            z = np.load(path, allow_pickle=False)
-            raw = {k: z[k] for k in z.files}
-        except Exception as exc:  # zip/npz errors all mean a bad file
-            raise FacetwinError(f"cannot read albedo model {path}: {exc}") from None
+        raw = read_npz(path, "albedo model")
         missing = [k for k in ("mean", "components", "std") if k not in raw]
         if missing:
             raise FacetwinError(f"{path} is not an albedo model (missing {', '.join(missing)})")

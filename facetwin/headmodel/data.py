@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from facetwin.errors import FacetwinError
+from facetwin.npzio import read_npz
 
 JOINT_NAMES = ("global", "neck", "jaw", "eye_left", "eye_right")
 PARENTS = (-1, 0, 1, 1, 1)
@@ -107,14 +108,7 @@ class HeadModelData:
 
     @classmethod
     def load_npz(cls, path: str | Path) -> "HeadModelData":
-        path = Path(path)
-        if not path.is_file():
-            raise FacetwinError(f"head model file not found: {path}")
-        try:
-            z = np.load(path, allow_pickle=False)
-            raw = {k: z[k] for k in z.files}
-        except Exception as exc:  # zipfile/ValueError/OSError: all mean a bad file
-            raise FacetwinError(f"cannot read head model {path}: {exc}") from None
+        raw = read_npz(path, "head model")
         kwargs: dict = {"masks": {}, "meta": {}}
         names = {f.name for f in dataclasses.fields(cls)}
         for key, value in raw.items():

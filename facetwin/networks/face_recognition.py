@@ -28,7 +28,6 @@ the shortcut, and the 3x3 vs 4x4 mismatch in alevel1); the input is ``(rgb - mea
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import struct
 from dataclasses import dataclass, field
@@ -65,15 +64,10 @@ CACHE_FORMAT = "facetwin-dlib-frn-v1"
 
 
 def dlib_model_path() -> Path:
-    """Path of the ``.dat`` inside the installed ``face_recognition_models`` (never imported:
-    its ``__init__`` needs the removed ``pkg_resources``)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FacetwinError("face_recognition_models is not installed (pip install face_recognition_models)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / MODEL_FILE_NAME
-    if not path.is_file():
-        raise FacetwinError(f"dlib face recognition model missing: {path}")
-    return path
+    """Path of the ``.dat`` inside the installed ``face_recognition_models``."""
+    from facetwin.data.models import model_file
+
+    return model_file(MODEL_FILE_NAME)
 
 
 def cache_dir() -> Path:

@@ -57,7 +57,8 @@ class ManifestCrops(Dataset):
     (HELEN-train), else the automatic annotator's.
     """
 
-    def __init__(self, root: str | Path, crop_size: int = 128, augment: bool = True, quiet: bool = False, limit: int = 0):
+    def __init__(self, root: str | Path, crop_size: int = 128, augment: bool = True, quiet: bool = False, limit: int = 0,
+                 fill_border: float = 0.8, oversample: dict[str, float] | None = None):
         root = Path(root)
         recs = read_manifest(root)
         if limit:
@@ -90,6 +91,18 @@ class ManifestCrops(Dataset):
             self.identity[i] = ids.setdefault(r.get("identity") or r["key"], len(ids))
             self.keys.append(r["key"])
         self.n_identities = len(ids)
+        # Crops of tight sources (UTKFace: 200² face crops) are half black border, the others show
+        # real context; a network learns that layout. Fill the border with another crop's
+        # background (probability ``fill_border``) so both look alike.
+        self.fill_border = fill_border if augment else 0.0
+        # How often each crop appears per epoch (e.g. {"train/helen-train": 4}: the only manually
+        # annotated in-the-wild photos are rare next to 9.8k UTKFace crops).
+        self.repeats = np.ones(n, np.int64)
+        for prefix, factor in (oversample or {}).items():
+            hit = np.array([k.startswith(prefix) for k in self.keys], bool)
+            self.repeats[hit] = max(1, int(round(factor)))
+        black = (self.images.max(-1) <= 3).mean((1, 2))
+        self.donors = np.where(black < 0.02)[0]
         self.augmenter = None
         if augment:
             from facetwin.data.augment import Augmenter
@@ -104,7 +117,7 @@ class ManifestCrops(Dataset):
         identity has several images), the rest filled with singles — for the shape-consistency loss."""
         by_id: dict[int, list[int]] = {}
         for i, k in enumerate(self.identity.tolist()):
-            by_id.setdefault(k, []).append(i)
+            by_id.setdefault(k, []).extend([i] * int(self.repeats[i]))
         groups: list[list[int]] = []
         for members in by_id.values():
             members = [members[j] for j in rng.permutation(len(members))]
@@ -125,6 +138,8 @@ class ManifestCrops(Dataset):
         mask = self.masks[i]
         lm = self.landmarks[i].copy()
         out = {}
+        if self.fill_border > 0 and len(self.donors) and np.random.rand() < self.fill_border:
+            img = fill_black_border(img, self.images[self.donors[np.random.randint(len(self.donors))]])
         if self.augmenter is not None:
             rng = np.random.default_rng(int(np.random.randint(0, 2 ** 31)))
             aug = self.augmenter(img, lm.astype(np.float64), mask, rng)
@@ -140,6 +155,32 @@ class ManifestCrops(Dataset):
         return out
 
 
+def black_border_mask(img: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the zero padding a crop got where it left its source image (near-black
+    pixels connected to the crop border)."""
+    dark = (img.max(-1) <= 3).astype(np.uint8)
+    if not dark.any():
+        return dark.astype(bool)
+    n, labels = cv2.connectedComponents(dark, connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    return np.isin(labels, edge)
+
+
+def fill_black_border(img: np.ndarray, donor: np.ndarray) -> np.ndarray:
+    """Replace the black padding of ``img`` (H, W, 3) uint8 by ``donor``'s pixels (randomly
+    mirrored), with a 2-pixel soft seam."""
+    mask = black_border_mask(img)
+    if not mask.any():
+        return img
+    if np.random.rand() < 0.5:
+        donor = donor[:, ::-1]
+    a = cv2.GaussianBlur(mask.astype(np.float32), (5, 5), 1.0)[..., None]
+    a = np.maximum(a, mask[..., None])
+    return (img * (1 - a) + donor * a + 0.5).astype(np.uint8)
+
+
 def open_dataset(cfg, quiet: bool = False) -> Dataset:
     """The coarse training set described by a :class:`CoarseDataConfig`."""
-    return ManifestCrops(cfg.root, cfg.crop_size, cfg.augment, quiet=quiet)
+    return ManifestCrops(cfg.root, cfg.crop_size, cfg.augment, quiet=quiet, fill_border=cfg.fill_border,
+                         oversample=dict(cfg.oversample))

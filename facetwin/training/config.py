@@ -73,6 +73,8 @@ class CoarseDataConfig:
     identity_batches: bool = True # batches hold several images per identity (shape consistency)
     images_per_identity: int = 2
     augment: bool = True
+    fill_border: float = 0.8      # probability of filling a crop's black padding with another crop's background
+    oversample: dict[str, float] = field(default_factory=dict)  # key prefix -> repeats per epoch
 
 
 @dataclass
