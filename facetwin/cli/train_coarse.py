@@ -8,38 +8,22 @@ checkpoint of ``run.out_dir``. The encoder is exported (fp16 safetensors + JSON)
 
 from __future__ import annotations
 
-import shlex
-import sys
-
-from facetwin.cli.main import add_json_flag
+from facetwin.cli.train import add_training_args, load_stage_config
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("coarse", help="train the coarse base model (ViT → head-model parameters)",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default="coarse", help="YAML file or shipped config name (coarse, coarse_ablation_marching, coarse_smoke)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optim.lr=1e-4 --set run.steps=500 (repeatable)")
-    p.add_argument("--resume", default=None, help="'auto' (latest checkpoint in run.out_dir) or a checkpoint path")
-    p.add_argument("--out", default=None, help="shortcut for --set run.out_dir=OUT")
-    p.add_argument("--steps", type=int, default=None, help="shortcut for --set run.steps=N")
-    add_json_flag(p)
+    add_training_args(p, "coarse", "coarse, coarse_ablation_marching, coarse_smoke")
     p.set_defaults(func=run)
 
 
 def run(args) -> dict:
     from facetwin.training.coarse_stage import CoarseStage
-    from facetwin.training.config import CoarseConfig, load_config, to_dict
+    from facetwin.training.config import CoarseConfig
     from facetwin.training.engine import Trainer
 
-    overrides = list(args.overrides)
-    if args.out:
-        overrides.append(f"run.out_dir={args.out}")
-    if args.steps is not None:
-        overrides.append(f"run.steps={args.steps}")
-    cfg = load_config(CoarseConfig, args.config, overrides)
-    config = to_dict(cfg)
-    config["command"] = " ".join(shlex.quote(a) for a in ["facetwin"] + sys.argv[1:])
+    cfg, config = load_stage_config(args, CoarseConfig)
     trainer = Trainer(CoarseStage(cfg), cfg.run, cfg.optim, config_dict=config, resume=args.resume)
     summary = trainer.train()
     if trainer.info.rank != 0:
