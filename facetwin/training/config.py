@@ -67,7 +67,7 @@ class CoarseModelConfig:
 
 @dataclass
 class CoarseDataConfig:
-    root: str = "/work/prepared"  # `facetwin prepare` output
+    root: str = "prepared"  # `facetwin prepare` output (relative to the working directory, or absolute)
     crop_size: int = 128          # images are resized to this for losses and rendering
     preload: bool = True          # keep all crops in memory (uint8)
     identity_batches: bool = True # batches hold several images per identity (shape consistency)

@@ -27,7 +27,7 @@ JOINT_BONES = ("root", "head", "jaw", "eye.L", "eye.R")  # whose head gives each
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("ANNY_CACHE_DIR", "/work/cache/anny"))
+    return Path(os.environ.get("ANNY_CACHE_DIR", Path.home() / ".cache" / "facetwin" / "anny"))
 
 
 def to_flame_frame(x: np.ndarray) -> np.ndarray:
