@@ -13,6 +13,7 @@ from facetwin.data.io import ImageReadError, load_image
 from facetwin.data.pts import read_pts, write_pts
 from facetwin.data.video import VideoReadError, iter_frames, video_info
 from facetwin.errors import FacetwinError
+from media import write_video  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -118,14 +119,6 @@ def test_pts_roundtrip_is_one_based(tmp_path):
     (tmp_path / "b.pts").write_text("version: 1\nn_points: 68\n{\n1 2\n}\n")
     with pytest.raises(FacetwinError, match="expected 68"):
         read_pts(tmp_path / "b.pts")
-
-
-def write_video(path, frames, fps=25):
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for f in frames:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
 
 
 def test_video_streaming_and_sampling(tmp_path, astro):

@@ -15,14 +15,7 @@ from facetwin.data.datasets import load_manifest
 from facetwin.data.io import load_image
 from facetwin.data.prepare import PrepareConfig, collect_sources, in_shard, prepare, read_jsonl
 from facetwin.data.pts import write_pts
-
-
-def _write_video(path, frames, fps=10):
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for f in frames:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
+from media import write_video  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +41,7 @@ def source_dir(tmp_path_factory):
     (d / "empty.mp4").write_bytes(b"")
     (d / "bad.mp4").write_bytes(np.random.default_rng(1).bytes(3000))
     small = cv2.resize(astro, (256, 256), interpolation=cv2.INTER_AREA)
-    _write_video(d / "clip.mp4", [np.roll(small, 2 * i, axis=1) for i in range(20)], fps=10)
+    write_video(d / "clip.mp4", [np.roll(small, 2 * i, axis=1) for i in range(20)], fps=10)
     return root
 
 

@@ -7,10 +7,46 @@ Each WHAT lives in ``facetwin/cli/bench_<what>.py`` and defines ``add_parser(sub
 from __future__ import annotations
 
 import importlib
+import statistics
+import time
 
 from facetwin.cli.main import add_group, add_json_flag
 
 BENCHMARKS = ["headmodel", "render", "coarse"]
+
+
+def time_ms(fn, repeats: int) -> tuple[float, float, float]:
+    """(median wall, best wall, median process CPU) milliseconds of ``fn()`` after one warm-up.
+
+    On a shared machine the best wall time and the CPU time (summed over threads) are the
+    steadier figures.
+    """
+    fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    r = lambda x: round(1000 * x, 3)  # noqa: E731
+    return r(statistics.median(wall)), r(min(wall)), r(statistics.median(cpu))
+
+
+def add_benchmark(subparsers, name: str, help_text: str, measure, repeats: int):
+    """Register ``facetwin bench NAME`` with the options every benchmark shares."""
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    add_json_flag(parser)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed repetitions per figure (median reported)")
+
+    def run(args) -> dict:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        return measure(args)
+
+    parser.set_defaults(func=run)
+    return parser
 
 
 def _available():

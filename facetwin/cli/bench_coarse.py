@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import time
 
-from facetwin.cli.main import add_json_flag
+from facetwin.cli.bench import add_benchmark
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("coarse", help="coarse-model inference time (batch 1)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--checkpoint", default="default", help="exported encoder (default: the shipped one; a fresh ViT-Tiny if none)")
-    add_json_flag(p)
-    p.set_defaults(func=lambda args: _standalone(args))
-
-
-def _standalone(args) -> dict:
-    import torch
-
-    torch.set_num_threads(args.threads)
-    return measure(args)
+    parser = add_benchmark(subparsers, "coarse", "coarse-model inference time (batch 1)", measure, 20)
+    parser.add_argument("--checkpoint", default="default", help="exported encoder (default: the shipped one; a fresh ViT-Tiny if none)")
 
 
 def _model(checkpoint):

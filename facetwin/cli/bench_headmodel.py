@@ -7,20 +7,8 @@ respect to β, ψ and the pose.
 
 from __future__ import annotations
 
-import statistics
-import time
-
-from facetwin.cli.main import add_head_model_flag, add_json_flag
-
-
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+from facetwin.cli.bench import add_benchmark, time_ms
+from facetwin.cli.main import add_head_model_flag
 
 
 def measure(args) -> dict:
@@ -57,21 +45,13 @@ def measure(args) -> dict:
             (out.vertices.square().mean() + out.landmarks.square().mean()).backward()
 
         results[f"batch_{batch}"] = {
-            "forward_ms": round(_time(forward, repeats), 3),
-            "forward_backward_ms": round(_time(forward_backward, repeats), 3),
+            "forward_ms": time_ms(forward, repeats)[0],
+            "forward_backward_ms": time_ms(forward_backward, repeats)[0],
         }
     return results
 
 
-def run(args) -> dict:
-    return measure(args)
-
-
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("headmodel", help="time the head model forward and forward+backward (batch 1 and 32)")
-    add_json_flag(parser)
+    parser = add_benchmark(subparsers, "headmodel", "time the head model forward and forward+backward (batch 1 and 32)", measure, 20)
     add_head_model_flag(parser)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--repeats", type=int, default=20, help="timed repetitions per figure (median reported)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
-    parser.set_defaults(func=run)

@@ -7,10 +7,7 @@ pass of a photometric-style loss to vertices, albedo texture and lighting.
 
 from __future__ import annotations
 
-import statistics
-import time
-
-from facetwin.cli.main import add_json_flag
+from facetwin.cli.bench import add_benchmark, time_ms
 
 
 def _scene(batch: int, size: int, uv_size: int = 256):
@@ -34,20 +31,6 @@ def _scene(batch: int, size: int, uv_size: int = 256):
     lighting = default_lighting(batch)
     target = torch.rand(batch, 3, size, size, generator=g)
     return renderer, vertices, scale, translation, albedo, lighting, target, orthographic_screen_vertices
-
-
-def _time(fn, repeats: int) -> tuple[float, float, float]:
-    """(median wall, best wall, median process CPU) milliseconds. On a shared machine the best
-    wall time and the CPU time (summed over threads) are the steadier figures."""
-    fn()  # warm-up
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    r = lambda x: round(1000 * x, 2)  # noqa: E731
-    return r(statistics.median(wall)), r(min(wall)), r(statistics.median(cpu))
 
 
 def measure(args) -> dict:
@@ -91,29 +74,21 @@ def measure(args) -> dict:
         fr = rasterize(screen(vertices, scale, translation), renderer.faces, size, cull_backfaces=True)
         row = {"covered_pixels_per_image": int(fr.pixel_index.numel() // batch)}
         for name, fn in (("rasterize", raster_only), ("forward", forward), ("forward_backward", forward_backward)):
-            row[f"{name}_ms"], row[f"{name}_min_ms"], row[f"{name}_cpu_ms"] = _time(fn, repeats)
+            row[f"{name}_ms"], row[f"{name}_min_ms"], row[f"{name}_cpu_ms"] = time_ms(fn, repeats)
         if gl:
             def raster_gl():
                 with torch.no_grad():
                     rasterize(screen(vertices, scale, translation), renderer.faces, size, cull_backfaces=True, backend="moderngl")
 
             ids_gl = rasterize(screen(vertices, scale, translation), renderer.faces, size, cull_backfaces=True, backend="moderngl").triangle_ids
-            row["rasterize_moderngl_ms"], row["rasterize_moderngl_min_ms"], _ = _time(raster_gl, repeats)
+            row["rasterize_moderngl_ms"], row["rasterize_moderngl_min_ms"], _ = time_ms(raster_gl, repeats)
             row["moderngl_agreement"] = round(float((ids_gl == fr.triangle_ids).float().mean()), 5)
         results[f"{size}"] = row
     return results
 
 
-def run(args) -> dict:
-    return measure(args)
-
-
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("render", help="time the differentiable renderer (head model, batch 8, 128² and 224²)")
-    add_json_flag(parser)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed repetitions per figure (median reported)")
+    parser = add_benchmark(subparsers, "render", "time the differentiable renderer (head model, batch 8, 128² and 224²)", measure, 10)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 224], help="image sizes (square)")
     parser.add_argument("--no-moderngl", dest="moderngl", action="store_false", help="skip the optional OpenGL visibility figure")
-    parser.set_defaults(func=run)
