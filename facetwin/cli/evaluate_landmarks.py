@@ -42,15 +42,15 @@ def run(args) -> dict:
     out = {"folder": str(folder), "checkpoint": str(args.checkpoint), "crop": args.crop, "images": res["images"],
            "nme_boundary": res["nme_boundary"], "nme_inner": res["nme_inner"], "nme_overall": res["nme_overall"],
            "auc_0.08": res["auc_0.08"], "trained_steps": meta.get("step")}
-    curves = {"model" if args.checkpoint == "default" else Path(str(args.checkpoint)).stem: res["per_image"]["overall"]}
+    curves = {"shipped" if args.checkpoint == "default" else Path(str(args.checkpoint)).stem: res["per_image"]}
     for item in args.compare:
         name, _, ckpt = item.partition("=")
         other, _ = load_coarse_model(ckpt or name, args.head_model)
         r2 = evaluate_folder(other, folder, limit=args.limit or None, crop=args.crop)
         out[f"{name}"] = {k: r2[k] for k in ("nme_boundary", "nme_inner", "nme_overall", "auc_0.08")}
-        curves[name] = r2["per_image"]["overall"]
+        curves[name] = r2["per_image"]
     if args.ced_plot:
-        out["ced_plot"] = str(ced_plot(curves, Path(args.ced_plot), title=f"{folder.name}: overall NME (68 points)"))
+        out["ced_plot"] = str(ced_plot(curves, Path(args.ced_plot), title=f"{folder.name}: cumulative error distribution ({res['images']} images)"))
     if args.per_image:
         out["per_image"] = res["per_image"]
     return out

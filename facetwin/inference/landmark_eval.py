@@ -116,26 +116,37 @@ def evaluate_folder(coarse_model, folder: Path, limit: int | None = None, crop: 
     }
 
 
-def ced_plot(curves: dict[str, np.ndarray], path: Path, threshold: float = 0.1, title: str = "") -> Path:
-    """Cumulative error distribution of overall NME for one or more models → PNG."""
+def ced_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, threshold: float = 0.15, title: str = "") -> Path:
+    """Cumulative error distributions → PNG, one panel per point group.
+
+    ``curves`` maps a model name to its per-image errors by group (``boundary`` / ``inner`` /
+    ``overall``, as in ``evaluate_folder(...)["per_image"]``); groups missing from every model
+    are left out.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    groups = [g for g in ("boundary", "inner", "overall") if any(g in c for c in curves.values())]
+    labels = {"boundary": "boundary (1–17)", "inner": "inner (18–68)", "overall": "all 68"}
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.8), dpi=120, squeeze=False)
     xs = np.linspace(0, threshold, 400)
-    for name, errors in curves.items():
-        errors = np.asarray(errors)
-        ax.plot(xs, (errors[None] <= xs[:, None]).mean(1) * 100, label=f"{name} (mean {errors.mean():.4f})")
-    ax.set_xlabel("NME (outer-eye-corner normalised)")
-    ax.set_ylabel("images (%)")
-    ax.set_xlim(0, threshold)
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    for ax, group in zip(axes[0], groups):
+        for name, by_group in curves.items():
+            if group not in by_group:
+                continue
+            errors = np.asarray(by_group[group])
+            ax.plot(xs, (errors[None] <= xs[:, None]).mean(1) * 100, label=f"{name} (mean {errors.mean():.4f})")
+        ax.set_title(labels[group], fontsize=9)
+        ax.set_xlabel("NME (outer-eye-corner normalised)")
+        ax.set_xlim(0, threshold)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+    axes[0][0].set_ylabel("images (%)")
     if title:
-        ax.set_title(title, fontsize=9)
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
