@@ -79,6 +79,20 @@ def test_checkpoints_are_pruned_and_export_loads(tmp_path, data):
     assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4]
 
 
+def test_warm_restart_starts_from_the_weights_and_counts_total_steps(tmp_path, data):
+    _trainer(_cfg(tmp_path / "a", "run.steps=3"), data).train()
+    init = tmp_path / "a" / "export" / "coarse_encoder.safetensors"
+    # lr 0: the restarted run must still hold exactly the exported weights after its steps
+    second = _trainer(_cfg(tmp_path / "b", "run.steps=2", "optim.lr=0", f"model.init_checkpoint={init}"), data)
+    second.train()
+    saved, _ = ckpt.read_safetensors(init)
+    now = second.stage.model.state_dict()
+    for k, v in saved.items():
+        assert torch.equal(now[k].float(), v), k
+    _, meta = ckpt.read_safetensors(tmp_path / "b" / "export" / "coarse_encoder.safetensors")
+    assert meta["step"] == 2 and meta["total_steps"] == 5
+
+
 def test_config_overrides_and_errors(tmp_path):
     cfg = load_config(CoarseConfig, "coarse", ["optim.lr=1e-4", "run.bf16=true", "loss.contour_mode=marching"])
     assert cfg.optim.lr == 1e-4 and cfg.run.bf16 is True and cfg.loss["contour_mode"] == "marching"

@@ -41,7 +41,7 @@ def run(args) -> dict:
     res = evaluate_folder(model, folder, limit=args.limit or None, crop=args.crop)
     out = {"folder": str(folder), "checkpoint": str(args.checkpoint), "crop": args.crop, "images": res["images"],
            "nme_boundary": res["nme_boundary"], "nme_inner": res["nme_inner"], "nme_overall": res["nme_overall"],
-           "auc_0.08": res["auc_0.08"], "trained_steps": meta.get("step")}
+           "auc_0.08": res["auc_0.08"], "trained_steps": meta.get("total_steps", meta.get("step"))}
     curves = {"shipped" if args.checkpoint == "default" else Path(str(args.checkpoint)).stem: res["per_image"]}
     for item in args.compare:
         name, _, ckpt = item.partition("=")

@@ -61,6 +61,7 @@ class CoarseStage(Stage):
         self._head_model = head_model
         self.identity_loss = identity_loss
         self.weights = CoarseLossWeights.from_dict(dict(cfg.loss))
+        self.init_steps = 0  # steps behind model.init_checkpoint
 
     # -- set-up ----------------------------------------------------------------------------
     def setup(self, info) -> None:
@@ -79,8 +80,10 @@ class CoarseStage(Stage):
 
             load_pretrained(encoder.vit, cfg.model.pretrained)
         if cfg.model.init_checkpoint:
-            state, _ = ckpt.read_safetensors(Path(cfg.model.init_checkpoint))
+            state, init_meta = ckpt.read_safetensors(Path(cfg.model.init_checkpoint))
             encoder.load_state_dict(state)
+            # a fine-tuned / warm-restarted model reports the steps behind it in total
+            self.init_steps = int(init_meta.get("total_steps", init_meta.get("step", 0)))
         self.coarse = CoarseModel(encoder, head, self.albedo_model).to(dev)
         self.model = self.coarse.encoder
         self.renderer = None
@@ -190,13 +193,14 @@ class CoarseStage(Stage):
 
     def export(self, model, out_dir, step, config):
         return export_encoder(self.coarse.encoder, Path(out_dir) / "coarse_encoder.safetensors", self.coarse.head_model.name,
-                              step=step, config=config)
+                              step=step, config=config, init_steps=self.init_steps)
 
 
 def export_encoder(encoder: CoarseEncoder, path: Path, head_model_name: str, step: int = 0, config: dict | None = None,
-                   command: str = "") -> Path:
+                   command: str = "", init_steps: int = 0) -> Path:
+    """``step``: this run's steps; ``total_steps`` adds those of the checkpoint it started from."""
     meta = {"format": "facetwin-coarse-encoder/1", "encoder": encoder.config(), "head_model": head_model_name,
-            "step": step, "train_config": config or {}, "command": command}
+            "step": step, "total_steps": init_steps + step, "train_config": config or {}, "command": command}
     return ckpt.export_safetensors(encoder.state_dict(), meta, path)
 
 
