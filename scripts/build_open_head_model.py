@@ -14,11 +14,17 @@ The build is deterministic (fixed seed): re-running it reproduces
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# The float32 identity PCA's trailing components depend on how BLAS splits the work, i.e. on its
+# thread count: pin it (before numpy loads) so the build and --check are exact under any caller env.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "2"
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
