@@ -40,10 +40,10 @@ def _launch(args: list[str], procs: int, port: int, log: Path) -> float:
     return time.perf_counter() - t0
 
 
-def _stage(name: str, out: Path, args: list[str], procs: int, port: int, export: str, times: dict) -> float:
-    """One training run, skipped when its export exists (its wall time is then read back)."""
+def _stage(name: str, out: Path, args: list[str], procs: int, port: int, times: dict) -> float:
+    """One training run, skipped when ``times.json`` holds its wall time (it finished)."""
     run_dir = out / name
-    if not (run_dir / "export" / export).is_file():
+    if name not in times:  # not finished (an interrupted run resumes; only the last attempt is timed)
         times[name] = _launch(args + ["--out", str(run_dir), "--resume", "auto", "--json"], procs, port, out / f"{name}.log")
         (out / "times.json").write_text(json.dumps(times, indent=1))
     return times[name]
@@ -79,13 +79,13 @@ def main() -> None:
     coarse = ["train", "coarse", "--config", "coarse", "--set", "run.image_every=0"] + data + sets
 
     t_mae = _stage("mae", a.out, ["train", "mae", "--config", "mae", "--steps", str(a.mae_steps)] + data,
-                   a.procs, a.port, "vit_mae.safetensors", times)
+                   a.procs, a.port, times)
     vit = a.out / "mae" / "export" / "vit_mae.safetensors"
     t_ft = _stage("coarse_from_mae", a.out, coarse + ["--steps", str(a.coarse_steps), "--set", f"model.pretrained={vit}"],
-                  a.procs, a.port, "coarse_encoder.safetensors", times)
+                  a.procs, a.port, times)
     scratch_steps = round(a.coarse_steps * (t_mae + t_ft) / t_ft)
-    t_scratch = _stage("coarse_scratch", a.out, coarse + ["--steps", str(scratch_steps)],
-                       a.procs, a.port, "coarse_encoder.safetensors", times)
+    _stage("coarse_scratch", a.out, coarse + ["--steps", str(scratch_steps)],
+                       a.procs, a.port, times)
     result = {
         "mae_steps": a.mae_steps, "coarse_steps": a.coarse_steps, "scratch_steps": scratch_steps, "procs": a.procs,
         "minutes": {k: round(v / 60, 1) for k, v in times.items()},
