@@ -85,7 +85,7 @@ def main() -> None:
                   a.procs, a.port, times)
     scratch_steps = round(a.coarse_steps * (t_mae + t_ft) / t_ft)
     _stage("coarse_scratch", a.out, coarse + ["--steps", str(scratch_steps)],
-                       a.procs, a.port, times)
+           a.procs, a.port, times)
     result = {
         "mae_steps": a.mae_steps, "coarse_steps": a.coarse_steps, "scratch_steps": scratch_steps, "procs": a.procs,
         "minutes": {k: round(v / 60, 1) for k, v in times.items()},
