@@ -8,7 +8,7 @@ from skimage import data as skdata
 from facetwin.data.alignment import apply_affine, crop_square, crop_transform, invert_affine, warp
 from facetwin.data.annotator import MIRROR_68, annotate
 from facetwin.data.skin import skin_mask
-from facetwin.evaluation.nme import ced, nme, per_image_nme
+from facetwin.evaluation.nme import ced, nme, nme_by_pose, nose_asymmetry, per_image_nme
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,22 @@ def test_nme_known_answers():
     t, frac, auc = ced(np.array([0.01, 0.03, 0.2]), max_error=0.08)
     assert frac[0] == 0 and frac[-1] == pytest.approx(2 / 3)
     assert auc == pytest.approx(((0.08 - 0.01) + (0.08 - 0.03)) / 3 / 0.08, abs=0.01)
+
+
+def test_nose_asymmetry_and_pose_bins_known_answers():
+    lm = np.zeros((3, 68, 2))
+    lm[:, 0], lm[:, 16] = [-4.0, 0.0], [4.0, 0.0]
+    lm[0, 30] = [0.0, 3.0]  # frontal: nose tip on the symmetry axis
+    lm[1, 30] = [2.0, 0.0]  # distances 6 and 2 → (6 - 2) / 8
+    lm[2] = lm[1] * [-1.0, 1.0]  # its mirror image (contour ends swap sides)
+    lm[2, [0, 16]] = lm[2, [16, 0]]
+    a = nose_asymmetry(lm)
+    assert a == pytest.approx([0.0, 0.5, -0.5])
+    per = {"overall": np.array([0.1, 0.2, 0.4])}
+    bins = nme_by_pose(per, a)
+    assert bins["frontal"] == {"images": 1, "overall": pytest.approx(0.1)}
+    assert bins["large"] == {"images": 2, "overall": pytest.approx(0.3)}
+    assert bins["moderate"]["images"] == 0 and np.isnan(bins["moderate"]["overall"])
 
 
 @pytest.mark.data

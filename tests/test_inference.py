@@ -110,18 +110,23 @@ def test_cli_reconstruct_and_error_exit(exported, astronaut, tmp_path):
 
 @pytest.mark.data
 def test_evaluate_landmarks_on_real_annotations(exported, shared_data, tmp_path):
-    from facetwin.inference.landmark_eval import evaluate_folder, nme_per_image
+    from facetwin.evaluation.nme import per_image_nme
+    from facetwin.inference.landmark_eval import evaluate_folder
 
     # The NME definition: perfect predictions give 0; a shift by the eye-corner distance gives 1.
     gt = np.random.default_rng(0).uniform(0, 100, (3, 68, 2))
-    e = nme_per_image(gt, gt)
+    e = per_image_nme(gt, gt)
     assert all(np.allclose(v, 0) for v in e.values())
     shift = gt.copy()
     shift[..., 0] += np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1)[:, None]
-    assert np.allclose(nme_per_image(shift, gt)["overall"], 1.0)
+    assert np.allclose(per_image_nme(shift, gt)["overall"], 1.0)
     model, _ = load_coarse_model(exported)
     res = evaluate_folder(model, shared_data / "eval" / "helen-test", limit=6, progress=False)
     assert res["images"] == 6
+    # The pose bins partition the images and their image-weighted means give back the overall mean.
+    bins = res["by_pose"].values()
+    assert sum(b["images"] for b in bins) == 6
+    assert sum(b["images"] * b["overall"] for b in bins if b["images"]) / 6 == pytest.approx(res["nme_overall"])
     # Untrained: the mean face in the crop centre is far from perfect but not absurd.
     assert 0.05 < res["nme_overall"] < 0.6
 

@@ -2,7 +2,8 @@
 
 68-point NME of the coarse model's projected landmarks on an annotated folder (images + iBUG
 .pts), outer-eye-corner normalised, for the boundary (points 1–17), the inner points (18–68)
-and all 68. Faces are cropped from the annotation like the training crops (``--crop gt``,
+and all 68, also split by head turn (``by_pose``: frontal / moderate / large, from the ground
+truth's nose asymmetry, see ``facetwin.evaluation.nme.nose_asymmetry``). Faces are cropped from the annotation like the training crops (``--crop gt``,
 default) or from the automatic annotator (``--crop detect``).
 """
 
@@ -41,13 +42,14 @@ def run(args) -> dict:
     res = evaluate_folder(model, folder, limit=args.limit or None, crop=args.crop)
     out = {"folder": str(folder), "checkpoint": str(args.checkpoint), "crop": args.crop, "images": res["images"],
            "nme_boundary": res["nme_boundary"], "nme_inner": res["nme_inner"], "nme_overall": res["nme_overall"],
-           "auc_0.08": res["auc_0.08"], "trained_steps": meta.get("total_steps", meta.get("step"))}
+           "auc_0.08": res["auc_0.08"], "by_pose": res["by_pose"],
+           "trained_steps": meta.get("total_steps", meta.get("step"))}
     curves = {"shipped" if args.checkpoint == "default" else Path(str(args.checkpoint)).stem: res["per_image"]}
     for item in args.compare:
         name, _, ckpt = item.partition("=")
         other, _ = load_coarse_model(ckpt or name, args.head_model)
         r2 = evaluate_folder(other, folder, limit=args.limit or None, crop=args.crop)
-        out[f"{name}"] = {k: r2[k] for k in ("nme_boundary", "nme_inner", "nme_overall", "auc_0.08")}
+        out[f"{name}"] = {k: r2[k] for k in ("nme_boundary", "nme_inner", "nme_overall", "auc_0.08", "by_pose")}
         curves[name] = r2["per_image"]
     if args.ced_plot:
         out["ced_plot"] = str(ced_plot(curves, Path(args.ced_plot), title=f"{folder.name}: cumulative error distribution ({res['images']} images)"))

@@ -74,6 +74,8 @@ def print_result(result: dict, as_json: bool) -> None:
 def _fmt(value):
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, dict):  # a nested table row, e.g. evaluate's by_pose
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
     return value
 
 

@@ -20,9 +20,7 @@ from facetwin.data.alignment import apply_affine, crop_square, crop_transform, i
 from facetwin.data.io import IMAGE_EXTENSIONS, load_image
 from facetwin.data.pts import read_pts
 from facetwin.errors import FacetwinError
-
-BOUNDARY = slice(0, 17)
-INNER = slice(17, 68)
+from facetwin.evaluation.nme import ced, nme_by_pose, nose_asymmetry, per_image_nme
 
 
 def annotated_images(folder: Path) -> list[tuple[Path, Path]]:
@@ -38,19 +36,9 @@ def annotated_images(folder: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def nme_per_image(pred: np.ndarray, gt: np.ndarray) -> dict[str, np.ndarray]:
-    """(N, 68, 2) each → per-image NME arrays for boundary / inner / overall."""
-    err = np.linalg.norm(pred - gt, axis=-1)  # (N, 68)
-    norm = np.linalg.norm(gt[:, 36] - gt[:, 45], axis=-1)[:, None]
-    e = err / np.maximum(norm, 1e-9)
-    return {"boundary": e[:, BOUNDARY].mean(1), "inner": e[:, INNER].mean(1), "overall": e.mean(1)}
-
-
-def auc(errors: np.ndarray, threshold: float = 0.08, steps: int = 1000) -> float:
+def auc(errors: np.ndarray, threshold: float = 0.08) -> float:
     """Area under the CED curve up to ``threshold``, normalised to [0, 1]."""
-    xs = np.linspace(0, threshold, steps)
-    ced = (np.asarray(errors)[None, :] <= xs[:, None]).mean(1)
-    return float(np.trapezoid(ced, xs) / threshold)
+    return ced(errors, max_error=threshold, steps=801)[2]
 
 
 def crop_for(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,13 +93,14 @@ def predict_folder(coarse_model, folder: Path, limit: int | None = None, crop: s
 
 def evaluate_folder(coarse_model, folder: Path, limit: int | None = None, crop: str = "gt", progress: bool = True) -> dict:
     paths, pred, gt = predict_folder(coarse_model, folder, limit, crop, progress=progress)
-    e = nme_per_image(pred, gt)
+    e = per_image_nme(pred, gt)
     return {
         "images": len(paths),
         "nme_boundary": float(e["boundary"].mean()),
         "nme_inner": float(e["inner"].mean()),
         "nme_overall": float(e["overall"].mean()),
         "auc_0.08": auc(e["overall"]),
+        "by_pose": nme_by_pose(e, nose_asymmetry(gt)),
         "per_image": {k: v.tolist() for k, v in e.items()},
     }
 
