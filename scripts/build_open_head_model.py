@@ -5,8 +5,11 @@
     python scripts/build_open_head_model.py
     python scripts/build_open_head_model.py --check   # rebuild in memory, compare with the committed file
 
-The build is deterministic (fixed seed): re-running it reproduces
-``facetwin/headmodel/assets/open_head_model.npz``. The 68-point landmark embedding is read from
+The build is deterministic (fixed seed) and does not depend on the CPU, its vector kernels or
+thread count: re-running it reproduces ``facetwin/headmodel/assets/open_head_model.npz``. The two
+choices floating point used to decide differently on different machines are fixed by rule: the sign
+of each identity component (a fixed random probe in vertex space, ``identity.pca_identity``) and the
+diagonal of quads whose two diagonals are equal (``anny_source.deterministic_quad_split``). The 68-point landmark embedding is read from
 ``facetwin/headmodel/build/landmark_embedding.json`` (written by
 ``scripts/refine_landmark_embedding.py`` from fits to HELEN-train annotations).
 """
@@ -14,17 +17,11 @@ The build is deterministic (fixed seed): re-running it reproduces
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-# The float32 identity PCA's trailing components depend on how BLAS splits the work, i.e. on its
-# thread count: pin it (before numpy loads) so the build and --check are exact under any caller env.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "2"
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))

