@@ -13,6 +13,7 @@ import torch
 from facetwin.errors import FacetwinError
 from facetwin.geometry.camera import project_orthographic
 from facetwin.inference.reconstructor import DEFAULT_CHECKPOINT, FaceTwin, load_coarse_model
+from facetwin.networks.coarse_encoder import CoarseParams
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +160,42 @@ def test_cli_evaluate_landmarks_json_and_ced_plot(exported, shared_data, tmp_pat
     assert abs(out["nme_overall"] - (17 * out["nme_boundary"] + 51 * out["nme_inner"]) / 68) < 1e-9
     assert out["again"]["nme_overall"] == pytest.approx(out["nme_overall"])
     assert png.is_file() and png.stat().st_size > 5000
+
+
+@pytest.mark.parametrize("yaw_deg", [0.0, 60.0])
+def test_image_landmarks_contour_conventions(exported, yaw_deg):
+    """Known answers for the three contour conventions on a frontal and a strongly turned head."""
+    model, _ = load_coarse_model(exported)
+    B, S = 1, 128
+    L = model.encoder.layout
+    pose = torch.zeros(B, 5, 3)
+    pose[:, 0, 1] = np.deg2rad(yaw_deg)
+    params = CoarseParams(shape=torch.zeros(B, L.n_shape), expression=torch.zeros(B, L.n_expr), pose=pose,
+                          albedo=torch.zeros(B, L.n_albedo), light=torch.zeros(B, 9, 3),
+                          scale=torch.full((B,), 4.0), translation=torch.full((B, 2), 0.5))
+    geo = model.geometry(params, S)
+    static = model.image_landmarks(geo, "static")
+    assert torch.equal(static, geo.landmarks2d)
+    sil = model.image_landmarks(geo, "silhouette")
+    march = model.image_landmarks(geo, "marching")
+    assert torch.equal(sil[:, 17:], static[:, 17:]) and torch.equal(march[:, 17:], static[:, 17:])
+    occluded = geo.landmarks_normal_z[0, :17] <= 0
+    if yaw_deg == 0:
+        assert not occluded.any()
+        assert torch.equal(sil, static)  # nothing occluded: Eq. 1 is the plain projection
+        # FLAME's dynamic contour at zero yaw is the static contour
+        assert torch.allclose(march, static, atol=1e-3)
+    else:
+        assert occluded.sum() >= 3
+        silhouette = model.silhouette(geo)[0]
+        sil_pts = geo.vertices2d[0, silhouette]
+        for i in torch.nonzero(occluded).flatten():
+            moved = sil[0, i]
+            # the moved point is a silhouette vertex, the one nearest (L1) to the hidden landmark
+            d = (sil_pts - static[0, i]).abs().sum(-1)
+            assert torch.allclose(moved, sil_pts[d.argmin()])
+        assert torch.equal(sil[0, :17][~occluded], static[0, :17][~occluded])
+        # marching moves the far side's contour towards the outline too
+        assert (march[0, :17] - static[0, :17]).norm(dim=-1).max() > 1.0
+    with pytest.raises(FacetwinError):
+        model.image_landmarks(geo, "nearest")

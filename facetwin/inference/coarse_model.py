@@ -18,6 +18,7 @@ from facetwin.geometry.camera import project_orthographic
 from facetwin.geometry.mesh import edges as mesh_edges
 from facetwin.geometry.mesh import vertex_normals
 from facetwin.geometry.rotation import axis_angle_to_matrix
+from facetwin.errors import FacetwinError
 from facetwin.rendering.silhouette import landmark_normal_z
 from facetwin.networks.coarse_encoder import CoarseEncoder, CoarseParams
 
@@ -112,6 +113,34 @@ class CoarseModel(nn.Module):
         corners = geo.vertices[torch.arange(faces.shape[0], device=faces.device)[:, None, None], self.head_model.faces[faces]]
         pts = (corners * bary[..., None]).sum(-2)  # (B, 17, 3)
         return project_orthographic(pts, geo.scale_px, geo.translation_px)
+
+    def image_landmarks(self, geo: CoarseGeometry, contour: str = "silhouette") -> torch.Tensor:
+        """(B, 68, 2) the landmarks as an annotator places them, in crop pixels.
+
+        The inner points (18–68) are the projected mesh landmarks. The 17 contour points follow
+        the convention the model was trained with:
+
+        * ``"silhouette"`` (Eq. 1 at inference): a zero-pose boundary landmark that faces the
+          camera is projected; an occluded one (normal z <= 0) moves to the nearest projected
+          silhouette vertex, where annotators put it on a turned face;
+        * ``"marching"``: FLAME's dynamic contour for the pose's yaw (the "w/o L_sil" ablation,
+          DECA's "2D landmarks");
+        * ``"static"``: the fixed mesh points, occluded or not.
+        """
+        if contour == "static":
+            return geo.landmarks2d
+        if contour == "marching":
+            dyn = self.marching_contour(geo)
+            if dyn is None:
+                raise FacetwinError("this head model has no dynamic contour: use contour='silhouette' or 'static'")
+            return torch.cat([dyn.to(geo.landmarks2d.dtype), geo.landmarks2d[:, 17:]], 1)
+        if contour != "silhouette":
+            raise FacetwinError(f"contour must be 'silhouette', 'marching' or 'static', not '{contour}'")
+        from facetwin.losses.silhouette import match_silhouette
+
+        static = geo.landmarks2d[:, :17]
+        match = match_silhouette(static, geo.landmarks_normal_z[:, :17], geo.vertices2d, self.silhouette(geo), static)
+        return torch.cat([match.target, geo.landmarks2d[:, 17:]], 1)
 
     def swapped_landmarks(self, geo: CoarseGeometry, identity: torch.Tensor) -> torch.Tensor | None:
         """(B, 68, 2) landmarks with β taken from another image of the same identity, or None

@@ -49,8 +49,9 @@ def crop_for(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.nd
 
 @torch.no_grad()
 def predict_folder(coarse_model, folder: Path, limit: int | None = None, crop: str = "gt", batch_size: int = 16,
-                   progress: bool = True) -> tuple[list[Path], np.ndarray, np.ndarray]:
-    """(paths, predicted (N, 68, 2), ground truth (N, 68, 2)) in original image pixels."""
+                   progress: bool = True, contour: str = "static") -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """(paths, predicted (N, 68, 2), ground truth (N, 68, 2)) in original image pixels; the contour
+    points as ``CoarseModel.image_landmarks(contour=...)`` places them."""
     pairs = annotated_images(folder)[: limit or None]
     size = coarse_model.encoder.image_size
     dev = next(coarse_model.encoder.parameters()).device
@@ -84,15 +85,16 @@ def predict_folder(coarse_model, folder: Path, limit: int | None = None, crop: s
     for s in it:
         batch = torch.from_numpy(np.stack(crops[s:s + batch_size])).permute(0, 3, 1, 2).float().div(255).to(dev)
         geo = coarse_model(batch)
-        preds.append(geo.landmarks2d.float().cpu().numpy())
+        preds.append(coarse_model.image_landmarks(geo, contour).float().cpu().numpy())
     coarse_model.train(was_training)
     pred_crop = np.concatenate(preds, 0)
     pred = np.stack([apply_affine(invert_affine(A), p) for A, p in zip(transforms, pred_crop)])
     return paths, pred, np.stack(gts)
 
 
-def evaluate_folder(coarse_model, folder: Path, limit: int | None = None, crop: str = "gt", progress: bool = True) -> dict:
-    paths, pred, gt = predict_folder(coarse_model, folder, limit, crop, progress=progress)
+def evaluate_folder(coarse_model, folder: Path, limit: int | None = None, crop: str = "gt", progress: bool = True,
+                    contour: str = "static") -> dict:
+    paths, pred, gt = predict_folder(coarse_model, folder, limit, crop, progress=progress, contour=contour)
     e = per_image_nme(pred, gt)
     return {
         "images": len(paths),

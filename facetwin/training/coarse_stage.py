@@ -188,7 +188,8 @@ class CoarseStage(Stage):
             return None
         from facetwin.inference.landmark_eval import evaluate_folder
 
-        res = evaluate_folder(self.coarse, resolve_data_path(self.cfg.eval.helen), limit=self.cfg.eval.limit or None, progress=False)
+        res = evaluate_folder(self.coarse, resolve_data_path(self.cfg.eval.helen), limit=self.cfg.eval.limit or None,
+                              progress=False, contour="static")
         return {k: v for k, v in res.items() if isinstance(v, float)}
 
     def export(self, model, out_dir, step, config):
