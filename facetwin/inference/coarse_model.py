@@ -114,11 +114,11 @@ class CoarseModel(nn.Module):
         pts = (corners * bary[..., None]).sum(-2)  # (B, 17, 3)
         return project_orthographic(pts, geo.scale_px, geo.translation_px)
 
-    def image_landmarks(self, geo: CoarseGeometry, contour: str = "silhouette") -> torch.Tensor:
+    def image_landmarks(self, geo: CoarseGeometry, contour: str = "static") -> torch.Tensor:
         """(B, 68, 2) the landmarks as an annotator places them, in crop pixels.
 
         The inner points (18–68) are the projected mesh landmarks. The 17 contour points follow
-        the convention the model was trained with:
+        ``contour`` (use the convention the model was trained with to score it as trained):
 
         * ``"silhouette"`` (Eq. 1 at inference): a zero-pose boundary landmark that faces the
           camera is projected; an occluded one (normal z <= 0) moves to the nearest projected

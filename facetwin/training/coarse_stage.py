@@ -188,8 +188,7 @@ class CoarseStage(Stage):
             return None
         from facetwin.inference.landmark_eval import evaluate_folder
 
-        res = evaluate_folder(self.coarse, resolve_data_path(self.cfg.eval.helen), limit=self.cfg.eval.limit or None,
-                              progress=False, contour="static")
+        res = evaluate_folder(self.coarse, resolve_data_path(self.cfg.eval.helen), limit=self.cfg.eval.limit or None, progress=False)
         return {k: v for k, v in res.items() if isinstance(v, float)}
 
     def export(self, model, out_dir, step, config):
