@@ -187,7 +187,7 @@ def test_image_landmarks_contour_conventions(exported, yaw_deg):
         assert torch.allclose(march, static, atol=1e-3)
     else:
         assert occluded.sum() >= 3
-        silhouette = model.silhouette(geo)[0]
+        silhouette = model.silhouette(geo, unoccluded_size=S)[0]
         sil_pts = geo.vertices2d[0, silhouette]
         for i in torch.nonzero(occluded).flatten():
             moved = sil[0, i]

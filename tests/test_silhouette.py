@@ -8,7 +8,9 @@ import torch
 from facetwin.geometry.camera import PerspectiveCamera, project_orthographic
 from facetwin.geometry.mesh import cylinder, uv_sphere
 from facetwin.geometry.rotation import axis_angle_to_matrix
+from facetwin.geometry.camera import orthographic_screen_vertices
 from facetwin.rendering import landmark_normal_z, landmark_occluded, nearest_silhouette_vertex, silhouette_vertices
+from facetwin.rendering.silhouette import unoccluded_vertices
 
 
 def _rotated(v, axis_angle):
@@ -95,3 +97,23 @@ def test_nearest_silhouette_vertex_is_the_brute_force_nearest():
         d[~mask[0]] = float("inf")
         assert idx[0, k] == d.argmin()
     assert (idx[1] == -1).all()
+
+
+def test_unoccluded_vertices_drop_the_outline_hidden_behind_a_nearer_sphere():
+    # A unit sphere and, nearer the camera, a 0.6 sphere overlapping its right half on the image.
+    v, f = uv_sphere(48, 96, dtype=torch.float64)
+    front_centre = torch.tensor([0.8, 0.0, 2.0], dtype=torch.float64)
+    verts = torch.cat([v, 0.6 * v + front_centre])[None]
+    faces = torch.cat([f, f + v.shape[0]])
+    s, t = torch.tensor([30.0], dtype=torch.float64), torch.tensor([[64.0, 64.0]], dtype=torch.float64)
+    outline = silhouette_vertices(verts, faces)[0]
+    seen = unoccluded_vertices(orthographic_screen_vertices(verts, s, t), faces, 128, 0.01 * s)[0]
+    back = torch.arange(verts.shape[1]) < v.shape[0]
+    r = (verts[0, :, :2] - front_centre[:2]).norm(dim=-1)  # image distance from the front disc's centre
+    # The back sphere's outline inside the front disc is hidden, outside it is seen (2 px margin).
+    assert (outline & back & (r < 0.53)).sum() > 10 and not (seen & outline & back & (r < 0.53)).any()
+    assert (seen[outline & back & (r > 0.67)]).all()
+    # Nothing hides the front sphere; the back sphere's front-facing cap outside the disc is seen.
+    assert seen[~back].float().mean() > 0.49 and seen[~back & (verts[0, :, 2] > 2.0)].all()
+    cap = back & (verts[0, :, 2] > 0.2) & (r > 0.67)
+    assert seen[cap].all() and not seen[back & (verts[0, :, 2] < -0.5)].any()  # its far side is hidden

@@ -111,6 +111,13 @@ def test_bf16_autocast_step_runs(tmp_path, data):
     assert out["step"] == 2 and torch.isfinite(torch.tensor(out["last"]["loss"]))
 
 
+def test_outline_only_silhouette_option_trains(tmp_path, data):
+    tr = _trainer(_cfg(tmp_path, "run.steps=2", "loss.silhouette_outline=true"), data)
+    assert tr.stage.weights.silhouette_outline is True
+    out = tr.train()
+    assert out["step"] == 2 and out["last"]["silhouette"] > 0
+
+
 WORKER = r'''
 import sys, hashlib, json, torch
 sys.path.insert(0, {tests!r})

@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
     p.add_argument("--contour", choices=["static", "auto", "silhouette", "marching"], default="static",
                    help="where the 17 contour points go: static (default, the projected mesh landmarks); "
-                        "silhouette (occluded points moved to the nearest silhouette vertex, Eq. 1 at inference); "
+                        "silhouette (occluded points moved to the nearest vertex of the visible outline, Eq. 1 at inference); "
                         "marching (FLAME's dynamic contour); auto (as the checkpoint was trained)")
     p.add_argument("--ced-plot", default=None, metavar="PNG", help="write the cumulative error distribution plot")
     p.add_argument("--compare", action="append", default=[], metavar="NAME=CHECKPOINT",

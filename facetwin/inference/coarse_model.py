@@ -96,11 +96,23 @@ class CoarseModel(nn.Module):
         lmk_nz = landmark_normal_z(out.vertices, hm.faces, hm.landmark_faces, hm.landmark_bary, normals=normals)
         return CoarseGeometry(params, out.vertices, out.landmarks, normals, v2d, l2d, lmk_nz, s_px, t_px, crop_size)
 
-    def silhouette(self, geo: CoarseGeometry) -> torch.Tensor:
-        """(B, V) bool silhouette vertices within the candidate region."""
-        from facetwin.rendering.silhouette import silhouette_vertices
+    def silhouette(self, geo: CoarseGeometry, unoccluded_size: int | None = None) -> torch.Tensor:
+        """(B, V) bool silhouette vertices within the candidate region.
 
-        return silhouette_vertices(geo.vertices.detach(), self.head_model.faces, self.silhouette_candidates, edges=self.edges)
+        With ``unoccluded_size`` R, folds hidden behind nearer surface are dropped (z-buffer at
+        R×R over the crop, 1 cm depth slack; :func:`~facetwin.rendering.silhouette.unoccluded_vertices`),
+        leaving the outline of the head as seen.
+        """
+        from facetwin.rendering.silhouette import silhouette_vertices, unoccluded_vertices
+
+        sil = silhouette_vertices(geo.vertices.detach(), self.head_model.faces, self.silhouette_candidates, edges=self.edges)
+        if unoccluded_size:
+            from facetwin.geometry.camera import orthographic_screen_vertices
+
+            f = unoccluded_size / geo.crop_size
+            screen = orthographic_screen_vertices(geo.vertices.detach(), geo.scale_px * f, geo.translation_px * f)
+            sil = sil & unoccluded_vertices(screen, self.head_model.faces, unoccluded_size, 0.01 * geo.scale_px * f)
+        return sil
 
     def marching_contour(self, geo: CoarseGeometry) -> torch.Tensor | None:
         """(B, 17, 2) FLAME-style dynamic contour landmarks for the pose's yaw (ablation)."""
@@ -122,7 +134,8 @@ class CoarseModel(nn.Module):
 
         * ``"silhouette"`` (Eq. 1 at inference): a zero-pose boundary landmark that faces the
           camera is projected; an occluded one (normal z <= 0) moves to the nearest projected
-          silhouette vertex, where annotators put it on a turned face;
+          silhouette vertex on the visible outline (hidden folds dropped by a z-buffer at the
+          crop's resolution), where annotators put it on a turned face;
         * ``"marching"``: FLAME's dynamic contour for the pose's yaw (the "w/o L_sil" ablation,
           DECA's "2D landmarks");
         * ``"static"``: the fixed mesh points, occluded or not.
@@ -139,7 +152,8 @@ class CoarseModel(nn.Module):
         from facetwin.losses.silhouette import match_silhouette
 
         static = geo.landmarks2d[:, :17]
-        match = match_silhouette(static, geo.landmarks_normal_z[:, :17], geo.vertices2d, self.silhouette(geo), static)
+        outline = self.silhouette(geo, unoccluded_size=geo.crop_size)
+        match = match_silhouette(static, geo.landmarks_normal_z[:, :17], geo.vertices2d, outline, static)
         return torch.cat([match.target, geo.landmarks2d[:, 17:]], 1)
 
     def swapped_landmarks(self, geo: CoarseGeometry, identity: torch.Tensor) -> torch.Tensor | None:

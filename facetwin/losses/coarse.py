@@ -81,6 +81,7 @@ class CoarseLossWeights:
     shape_consistency: float = 2.0   # L_sc, landmark loss of the β-swapped forward
     shape_consistency_photometric: float = 0.0  # photometric share of L_sc when a swapped render is given
     contour_mode: str = "silhouette"  # "silhouette" (Eq. 1) | "marching" (the w/o L_sil ablation)
+    silhouette_outline: bool = False  # Eq. 1's Ṽ_e without folds hidden behind nearer surface (z-buffer)
     deca_landmark_weighting: bool = False  # DECA's per-point emphasis on the landmark terms
     photometric_norm: str = "l1"     # "l1" | "l21"
 

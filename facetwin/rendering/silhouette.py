@@ -60,6 +60,38 @@ def silhouette_vertices(
         return mask
 
 
+def unoccluded_vertices(screen_vertices: torch.Tensor, faces: torch.Tensor, image_size: int, tolerance: torch.Tensor | float,
+                        window: int = 3) -> torch.Tensor:
+    """Vertices that no other part of the surface hides (z-buffer test).
+
+    A concave fold (the inside of an eye socket, the cheek behind the nose at strong yaw) has
+    normals that change sign just like the outline does, so :func:`silhouette_vertices` reports
+    it too; on the image it lies behind nearer surface. A vertex counts as unoccluded when its
+    depth reaches the *farthest* visible depth within ``window``×``window`` pixels around it,
+    minus ``tolerance``: a vertex on the outline always has background or its own surface there,
+    a hidden fold has the nearer surface all around.
+
+    Args:
+        screen_vertices: (B, V, 3) pixel x, y and screen depth (larger = closer), e.g.
+            :func:`facetwin.geometry.camera.orthographic_screen_vertices`.
+        faces: (F, 3). image_size: side of the z-buffer in the same pixels.
+        tolerance: depth slack in screen-depth units, float or (B,).
+    Returns:
+        (B, V) bool, no gradient.
+    """
+    from facetwin.rendering.rasterizer import depth_map, rasterize
+
+    with torch.no_grad():
+        sv = screen_vertices.detach().float()
+        B, V, _ = sv.shape
+        depth = depth_map(sv, faces, rasterize(sv, faces, image_size))  # (B, H, W), -inf = background
+        far = -torch.nn.functional.max_pool2d(-depth[:, None], window, stride=1, padding=window // 2)[:, 0]
+        px = sv[..., :2].floor().long().clamp(0, image_size - 1)
+        at = far[torch.arange(B, device=sv.device)[:, None], px[..., 1], px[..., 0]]  # (B, V)
+        tol = torch.as_tensor(tolerance, dtype=sv.dtype, device=sv.device).reshape(-1, 1)
+        return sv[..., 2] >= at - tol
+
+
 def nearest_silhouette_vertex(projected: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Index of the silhouette vertex nearest to each 2D target (e.g. the 17 contour landmarks).
 

@@ -87,6 +87,7 @@ class CoarseStage(Stage):
         self.coarse = CoarseModel(encoder, head, self.albedo_model).to(dev)
         self.model = self.coarse.encoder
         self.renderer = None
+        self.render_size = cfg.render_size or cfg.data.crop_size  # also the z-buffer of silhouette_outline
         if cfg.render:
             from facetwin.rendering import MeshRenderer
 
@@ -95,7 +96,6 @@ class CoarseStage(Stage):
                 uv, uvf = data.uv_coords, data.uv_faces
                 if uv is None:  # uniform albedo: any UV works
                     uv, uvf = np.zeros((1, 2), np.float32), np.zeros_like(data.faces)
-                self.render_size = cfg.render_size or cfg.data.crop_size
                 self.renderer = MeshRenderer(data.faces, uv, uvf, self.render_size).to(dev)
         if self.identity_loss is None and self.weights.identity > 0 and cfg.render:
             self.identity_loss = _identity_loss(dev)
@@ -125,7 +125,7 @@ class CoarseStage(Stage):
         with self.autocast():
             params = model(self.coarse.encoder_input(images))
         geo = self.coarse.geometry(params, images.shape[-1])
-        sil = self.coarse.silhouette(geo)
+        sil = self.coarse.silhouette(geo, self.render_size if self.weights.silhouette_outline else None)
         render = render_mask = None
         if with_render and self.renderer is not None:
             render, render_mask = self.render(geo)
