@@ -193,7 +193,7 @@ class CoarseStage(Stage):
 
     def export(self, model, out_dir, step, config):
         return export_encoder(self.coarse.encoder, Path(out_dir) / "coarse_encoder.safetensors", self.coarse.head_model.name,
-                              step=step, config=config, init_steps=self.init_steps)
+                              step=step, config=config, command=(config or {}).get("command", ""), init_steps=self.init_steps)
 
 
 def export_encoder(encoder: CoarseEncoder, path: Path, head_model_name: str, step: int = 0, config: dict | None = None,
