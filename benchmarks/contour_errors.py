@@ -9,7 +9,10 @@ On annotated crops (from the ground-truth box, as ``facetwin evaluate landmarks`
 * how many Eq. 1 matches of occluded labels are silhouette vertices hidden behind nearer surface
   (z-buffer test at the crop's resolution), and the label-to-match distance with and without them;
 * the mean signed error of each contour point along the face's axes (outward / down, in
-  inter-ocular units, in the frame of the annotated eye corners): a systematic slide along the jaw.
+  inter-ocular units, in the frame of the annotated eye corners): a systematic slide along the jaw;
+* with ``--refit FOLDER`` (e.g. HELEN-train): each contour point re-assigned to the mesh vertex
+  (within 3 cm of it on the template) whose projection fits FOLDER's labels best where the point
+  faces the camera, and the boundary error of that re-assigned embedding on the evaluation folder.
 
 Prints one JSON object.
 """
@@ -35,11 +38,60 @@ from facetwin.losses.silhouette import match_silhouette  # noqa: E402
 from facetwin.paths import shared_data_dir  # noqa: E402
 
 
+def _crops(pairs, S):
+    crops, gts = [], []
+    for img, pts in pairs:
+        image, scale = load_image(img)
+        gt = read_pts(pts) * scale
+        crop, A = crop_for(image, gt, S)
+        crops.append(crop)
+        gts.append(apply_affine(A, gt))
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255), torch.from_numpy(np.stack(gts)).float()
+
+
+def _predict(model, folder: Path, batch: int):
+    """(vertices2d (N, V, 2), normal z (N, V), static contour (N, 17, 2), labels (N, 68, 2), inter-ocular (N,))."""
+    v2, nz, lmk, gts = [], [], [], []
+    pairs = annotated_images(folder)
+    with torch.no_grad():
+        for b in range(0, len(pairs), batch):
+            x, gt = _crops(pairs[b:b + batch], model.encoder.image_size)
+            geo = model(x)
+            v2.append(geo.vertices2d.half())
+            nz.append(geo.normals[..., 2].half())
+            lmk.append(geo.landmarks2d[:, :17])
+            gts.append(gt)
+    gt = torch.cat(gts)
+    return torch.cat(v2).float(), torch.cat(nz).float(), torch.cat(lmk), gt, (gt[:, 45] - gt[:, 36]).norm(dim=-1)
+
+
+def refit_contour(model, fit_folder: Path, test_folder: Path, batch: int) -> dict:
+    hm = model.head_model
+    template = torch.as_tensor(np.asarray(hm.data.v_template), dtype=torch.float32)
+    faces = torch.as_tensor(np.asarray(hm.data.landmark_faces[:17]))
+    bary = torch.as_tensor(np.asarray(hm.data.landmark_bary[:17]), dtype=torch.float32)
+    static = (template[hm.faces[faces]] * bary[..., None]).sum(1)  # (17, 3)
+    v2, nz, lmk, gt, io = _predict(model, fit_folder, batch)
+    chosen, fit_static = [], []
+    for k in range(17):
+        cand = torch.nonzero((template - static[k]).norm(dim=-1) < 0.03).flatten()
+        facing = nz[:, int((template - static[k]).norm(dim=-1).argmin())] > 0.1
+        err = (v2[facing][:, cand] - gt[facing, k:k + 1]).norm(dim=-1) / io[facing, None]
+        chosen.append(int(cand[err.mean(0).argmin()]))
+        fit_static.append(round(float(((lmk[facing, k] - gt[facing, k]).norm(dim=-1) / io[facing]).mean()), 4))
+    v2, _, lmk, gt, io = _predict(model, test_folder, batch)
+    before = ((lmk - gt[:, :17]).norm(dim=-1) / io[:, None]).mean()
+    after = ((v2[:, chosen] - gt[:, :17]).norm(dim=-1) / io[:, None]).mean()
+    return {"fit_on": str(fit_folder), "fit_static_error_facing_per_point": fit_static, "boundary_static": float(before), "boundary_refit": float(after),
+            "moved_cm": [round(float((template[v] - static[k]).norm()) * 100, 1) for k, v in enumerate(chosen)]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default="default")
     ap.add_argument("--folder", default=None, help="annotated images (default: $FACETWIN_DATA/eval/helen-test)")
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--refit", default=None, metavar="FOLDER", help="re-assign the contour points on FOLDER's labels")
     args = ap.parse_args()
     folder = Path(args.folder) if args.folder else shared_data_dir() / "eval" / "helen-test"
     if not folder.is_dir():
@@ -48,18 +100,13 @@ def main() -> None:
     model.eval()
     S = model.encoder.image_size
     pairs = annotated_images(folder)
+    if args.refit:
+        refit = refit_contour(model, Path(args.refit), folder, args.batch)
     occluded, hidden, err_static, dist_all, dist_outline, signed = [], [], [], [], [], []
     with torch.no_grad():
         for b in range(0, len(pairs), args.batch):
-            crops, gts = [], []
-            for img, pts in pairs[b:b + args.batch]:
-                image, scale = load_image(img)
-                gt = read_pts(pts) * scale
-                crop, A = crop_for(image, gt, S)
-                crops.append(crop)
-                gts.append(apply_affine(A, gt))
-            geo = model(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255))
-            gt = torch.from_numpy(np.stack(gts)).float()                      # (B, 68, 2) crop pixels
+            x, gt = _crops(pairs[b:b + args.batch], S)                        # gt: (B, 68, 2) crop pixels
+            geo = model(x)
             io = (gt[:, 45] - gt[:, 36]).norm(dim=-1)                          # (B,)
             lmk, nz = geo.landmarks2d[:, :17], geo.landmarks_normal_z[:, :17]
             every = model.silhouette(geo)
@@ -96,6 +143,8 @@ def main() -> None:
         "mean_signed_error_per_point": {str(k + 1): {"outward": round(float(sg[k, 0]), 4), "down": round(float(sg[k, 1]), 4)}
                                         for k in range(17)},
     }
+    if args.refit:
+        out["refit"] = refit
     print(json.dumps(out, indent=1))
 
 
