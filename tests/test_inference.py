@@ -211,3 +211,26 @@ def test_image_landmarks_contour_conventions(exported, yaw_deg):
         assert (march[0, :17] - static[0, :17]).norm(dim=-1).max() > 1.0
     with pytest.raises(FacetwinError):
         model.image_landmarks(geo, "nearest")
+
+
+def test_outline_test_reuses_the_training_render_z_buffer(exported):
+    # The coarse stage passes its render's (back-face-culled) fragments to the outline test.
+    from facetwin.geometry.camera import orthographic_screen_vertices
+    from facetwin.rendering import MeshRenderer
+
+    model, _ = load_coarse_model(str(exported))
+    L = model.encoder.layout
+    pose = torch.zeros(2, 5, 3)
+    pose[:, 0, 1] = torch.tensor([0.0, np.deg2rad(55)])
+    params = CoarseParams(shape=torch.zeros(2, L.n_shape), expression=torch.zeros(2, L.n_expr), pose=pose,
+                          albedo=torch.zeros(2, L.n_albedo), light=torch.zeros(2, 9, 3),
+                          scale=torch.full((2,), 4.0), translation=torch.full((2, 2), 0.5))
+    geo = model.geometry(params, 128)
+    R = 64
+    f = R / geo.crop_size
+    screen = orthographic_screen_vertices(geo.vertices, geo.scale_px * f, geo.translation_px * f)
+    out = MeshRenderer.from_head_model(model.head_model.data, R).render(screen, geo.vertices, None, params.light)
+    own = model.silhouette(geo, R)
+    reused = model.silhouette(geo, R, out.fragments)
+    assert own[1].sum() > 20 and (own & ~model.silhouette(geo)).sum() == 0
+    assert (own != reused).float().mean() < 1e-3

@@ -10,6 +10,7 @@ from facetwin.geometry.mesh import cylinder, uv_sphere
 from facetwin.geometry.rotation import axis_angle_to_matrix
 from facetwin.geometry.camera import orthographic_screen_vertices
 from facetwin.rendering import landmark_normal_z, landmark_occluded, nearest_silhouette_vertex, silhouette_vertices
+from facetwin.rendering.rasterizer import rasterize
 from facetwin.rendering.silhouette import unoccluded_vertices
 
 
@@ -107,7 +108,11 @@ def test_unoccluded_vertices_drop_the_outline_hidden_behind_a_nearer_sphere():
     faces = torch.cat([f, f + v.shape[0]])
     s, t = torch.tensor([30.0], dtype=torch.float64), torch.tensor([[64.0, 64.0]], dtype=torch.float64)
     outline = silhouette_vertices(verts, faces)[0]
-    seen = unoccluded_vertices(orthographic_screen_vertices(verts, s, t), faces, 128, 0.01 * s)[0]
+    screen = orthographic_screen_vertices(verts, s, t)
+    seen = unoccluded_vertices(screen, faces, 128, 0.01 * s)[0]
+    # a back-face-culled rasterisation (the training render's) gives the same answer
+    culled = rasterize(screen, faces, 128, cull_backfaces=True)
+    assert torch.equal(unoccluded_vertices(screen, faces, 128, 0.01 * s, fragments=culled)[0], seen)
     back = torch.arange(verts.shape[1]) < v.shape[0]
     r = (verts[0, :, :2] - front_centre[:2]).norm(dim=-1)  # image distance from the front disc's centre
     # The back sphere's outline inside the front disc is hidden, outside it is seen (2 px margin).

@@ -96,12 +96,13 @@ class CoarseModel(nn.Module):
         lmk_nz = landmark_normal_z(out.vertices, hm.faces, hm.landmark_faces, hm.landmark_bary, normals=normals)
         return CoarseGeometry(params, out.vertices, out.landmarks, normals, v2d, l2d, lmk_nz, s_px, t_px, crop_size)
 
-    def silhouette(self, geo: CoarseGeometry, unoccluded_size: int | None = None) -> torch.Tensor:
+    def silhouette(self, geo: CoarseGeometry, unoccluded_size: int | None = None, fragments=None) -> torch.Tensor:
         """(B, V) bool silhouette vertices within the candidate region.
 
         With ``unoccluded_size`` R, folds hidden behind nearer surface are dropped (z-buffer at
         R×R over the crop, 1 cm depth slack; :func:`~facetwin.rendering.silhouette.unoccluded_vertices`),
-        leaving the outline of the head as seen.
+        leaving the outline of the head as seen; ``fragments``: a rasterisation at that size to
+        reuse (the training render's).
         """
         from facetwin.rendering.silhouette import silhouette_vertices, unoccluded_vertices
 
@@ -111,7 +112,8 @@ class CoarseModel(nn.Module):
 
             f = unoccluded_size / geo.crop_size
             screen = orthographic_screen_vertices(geo.vertices.detach(), geo.scale_px * f, geo.translation_px * f)
-            sil = sil & unoccluded_vertices(screen, self.head_model.faces, unoccluded_size, 0.01 * geo.scale_px * f)
+            sil = sil & unoccluded_vertices(screen, self.head_model.faces, unoccluded_size, 0.01 * geo.scale_px * f,
+                                            fragments=fragments)
         return sil
 
     def marching_contour(self, geo: CoarseGeometry) -> torch.Tensor | None:

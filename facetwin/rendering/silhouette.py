@@ -61,7 +61,7 @@ def silhouette_vertices(
 
 
 def unoccluded_vertices(screen_vertices: torch.Tensor, faces: torch.Tensor, image_size: int, tolerance: torch.Tensor | float,
-                        window: int = 3) -> torch.Tensor:
+                        window: int = 3, fragments=None) -> torch.Tensor:
     """Vertices that no other part of the surface hides (z-buffer test).
 
     A concave fold (the inside of an eye socket, the cheek behind the nose at strong yaw) has
@@ -76,6 +76,8 @@ def unoccluded_vertices(screen_vertices: torch.Tensor, faces: torch.Tensor, imag
             :func:`facetwin.geometry.camera.orthographic_screen_vertices`.
         faces: (F, 3). image_size: side of the z-buffer in the same pixels.
         tolerance: depth slack in screen-depth units, float or (B,).
+        fragments: a rasterisation of these screen vertices at ``image_size`` to reuse (e.g. the
+            render's, back faces culled: the nearest surface of a closed head faces the camera).
     Returns:
         (B, V) bool, no gradient.
     """
@@ -84,7 +86,9 @@ def unoccluded_vertices(screen_vertices: torch.Tensor, faces: torch.Tensor, imag
     with torch.no_grad():
         sv = screen_vertices.detach().float()
         B, V, _ = sv.shape
-        depth = depth_map(sv, faces, rasterize(sv, faces, image_size))  # (B, H, W), -inf = background
+        if fragments is None:
+            fragments = rasterize(sv, faces, image_size)
+        depth = depth_map(sv, faces, fragments)  # (B, H, W), -inf = background
         far = -torch.nn.functional.max_pool2d(-depth[:, None], window, stride=1, padding=window // 2)[:, 0]
         px = sv[..., :2].floor().long().clamp(0, image_size - 1)
         at = far[torch.arange(B, device=sv.device)[:, None], px[..., 1], px[..., 0]]  # (B, V)

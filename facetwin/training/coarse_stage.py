@@ -125,10 +125,11 @@ class CoarseStage(Stage):
         with self.autocast():
             params = model(self.coarse.encoder_input(images))
         geo = self.coarse.geometry(params, images.shape[-1])
-        sil = self.coarse.silhouette(geo, self.render_size if self.weights.silhouette_outline else None)
-        render = render_mask = None
+        render = render_mask = fragments = None
         if with_render and self.renderer is not None:
-            render, render_mask = self.render(geo)
+            render, render_mask, fragments = self.render(geo)
+        # the outline test reuses the render's z-buffer (same camera, same size) when there is one
+        sil = self.coarse.silhouette(geo, self.render_size if self.weights.silhouette_outline else None, fragments)
         swapped = None
         if self.weights.shape_consistency > 0 and "identity" in batch:
             swapped = self.coarse.swapped_landmarks(geo, batch["identity"])
@@ -157,15 +158,14 @@ class CoarseStage(Stage):
         return inputs, geo
 
     def render(self, geo):
-        """(render (B, 3, R, R), mask (B, 1, R, R)) at ``render_size`` R."""
+        """(render (B, 3, R, R), mask (B, 1, R, R), its Fragments) at ``render_size`` R."""
         from facetwin.geometry.camera import orthographic_screen_vertices
 
         f = self.render_size / geo.crop_size
         screen = orthographic_screen_vertices(geo.vertices, geo.scale_px * f, geo.translation_px * f)
         albedo = self.albedo_model(geo.params.albedo)
         out = self.renderer.render(screen, geo.vertices, albedo, geo.params.light)
-        face = out.mask
-        return out.image.clamp(0, 1), face
+        return out.image.clamp(0, 1), out.mask, out.fragments
 
     def training_step(self, model, batch, step):
         with_render = self.cfg.render and step >= self.cfg.landmark_only_steps
