@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facetwin.data.alignment import apply_affine  # noqa: E402
 from facetwin.data.io import load_image  # noqa: E402
 from facetwin.data.pts import read_pts  # noqa: E402
-from facetwin.inference.landmark_eval import annotated_images, crop_for  # noqa: E402
-from facetwin.inference.reconstructor import load_coarse_model  # noqa: E402
+from facetwin.evaluation.landmarks import annotated_images, crop_for  # noqa: E402
+from facetwin.models.coarse import load_coarse_model  # noqa: E402
 from facetwin.losses.silhouette import match_silhouette  # noqa: E402
 from facetwin.paths import shared_data_dir  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Documentation figure of the silhouette loss (Eq. 1) on the open head model.
 
-    python -m facetwin.losses.figures docs/images/losses_silhouette.png
+    PYTHONPATH=. python scripts/loss_figures.py docs/images/losses_silhouette.png
 
 Synthetic on purpose (no photo is stored): the head is rendered turned by 50°, the "labels" are
 put where an annotator would click (visible contour points on the landmark, hidden ones on the

@@ -84,4 +84,4 @@ class SyntheticFaces(Dataset):
         # A little noise so the engine's per-sample seeding is exercised.
         noise = torch.randn(self.images[i].shape) * 0.01
         return {"image": (self.images[i] + noise).clamp(0, 1), "landmarks": self.landmarks[i],
-                "skin_mask": self.masks[i], "identity": self.identity[i]}
+                "skin": self.masks[i], "identity": self.identity[i]}

@@ -11,7 +11,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from coarse_standins import SyntheticFaces, standin_head_model  # noqa: E402
 
 from facetwin.geometry.camera import project_orthographic  # noqa: E402
-from facetwin.inference.coarse_model import CoarseModel, same_identity_partner, yaw_of  # noqa: E402
+from facetwin.geometry.rotation import head_yaw  # noqa: E402
+from facetwin.losses.consistency import identity_swap_permutation  # noqa: E402
+from facetwin.models.coarse import CoarseModel  # noqa: E402
 from facetwin.networks.coarse_encoder import CoarseEncoder, HeadLayout  # noqa: E402
 
 
@@ -38,7 +40,7 @@ def test_geometry_matches_head_model_and_camera():
     # Turning the head: landmarks on the side turning away lose their camera-facing normal.
     assert g.landmarks_normal_z.shape == (2, 68)
     assert (g.landmarks_normal_z[0] > -1).all() and (g.landmarks_normal_z[0] <= 1).all()
-    assert torch.allclose(yaw_of(p.pose[:, 0]), p.pose[:, 0, 1], atol=0.05)
+    assert torch.allclose(head_yaw(p.pose), p.pose[:, 0, 1], atol=0.05)
 
 
 def test_gradients_of_landmarks_wrt_network_outputs_float64():
@@ -65,11 +67,14 @@ def test_silhouette_vertices_lie_on_the_outline():
     assert not (sil & ~m.silhouette_candidates).any()
 
 
-def test_same_identity_partner():
-    assert same_identity_partner(torch.tensor([0, 1, 2])) is None
-    assert same_identity_partner(torch.tensor([-1, -1, 3])) is None
-    p = same_identity_partner(torch.tensor([5, 7, 5, 5, 9]))
-    assert p.tolist() == [2, 1, 3, 0, 4]
+def test_beta_swap_without_generator_is_the_next_image_of_the_identity():
+    # the one β swap (losses/consistency.py): deterministic in batch order, unknown identities (-1) alone
+    assert identity_swap_permutation(torch.tensor([0, 1, 2])).tolist() == [0, 1, 2]
+    assert identity_swap_permutation(torch.tensor([-1, -1, 3])).tolist() == [0, 1, 2]
+    assert identity_swap_permutation(torch.tensor([5, 7, 5, 5, 9])).tolist() == [2, 1, 3, 0, 4]
+    m = _model()
+    g = m(torch.rand(3, 3, 32, 32))
+    assert m.swapped_landmarks(g, torch.tensor([0, 1, 2])) is None  # nobody shares an identity
 
 
 def test_swapped_landmarks_use_partner_shape():
@@ -96,8 +101,8 @@ def test_marching_contour_picks_the_yaw_bin():
 
 @pytest.mark.slow
 def test_training_on_synthetic_renders_reduces_landmark_error(tmp_path):
-    from facetwin.training.coarse_stage import CoarseStage
-    from facetwin.training.config import CoarseConfig, load_config, to_dict
+    from facetwin.training.coarse_stage import CoarseConfig, CoarseStage
+    from facetwin.training.config import load_config, to_dict
     from facetwin.training.engine import Trainer
 
     # Fit one fixed batch of 8 renders: the engine + model + losses must be able to memorise it.

@@ -20,12 +20,11 @@ from facetwin.networks.coarse_encoder import CoarseParams
 def exported(tmp_path_factory):
     """A freshly initialised default encoder (open head model) exported like a training run."""
     from facetwin.headmodel import load_head_model
-    from facetwin.training.coarse_stage import build_encoder, export_encoder
-    from facetwin.training.config import CoarseConfig
+    from facetwin.models.coarse import CoarseModelConfig, build_encoder, export_encoder
 
     torch.manual_seed(0)
     head = load_head_model("open")
-    enc = build_encoder(CoarseConfig(), head, n_albedo=3)
+    enc = build_encoder(CoarseModelConfig(), head, n_albedo=3)
     path = tmp_path_factory.mktemp("ckpt") / "coarse_encoder.safetensors"
     export_encoder(enc, path, head.name, step=0)
     return path
@@ -112,7 +111,7 @@ def test_cli_reconstruct_and_error_exit(exported, astronaut, tmp_path):
 @pytest.mark.data
 def test_evaluate_landmarks_on_real_annotations(exported, shared_data, tmp_path):
     from facetwin.evaluation.nme import per_image_nme
-    from facetwin.inference.landmark_eval import evaluate_folder
+    from facetwin.evaluation.landmarks import evaluate_folder
 
     # The NME definition: perfect predictions give 0; a shift by the eye-corner distance gives 1.
     gt = np.random.default_rng(0).uniform(0, 100, (3, 68, 2))
@@ -136,7 +135,7 @@ def test_evaluate_landmarks_on_real_annotations(exported, shared_data, tmp_path)
 def test_shipped_checkpoint_accuracy(shared_data):
     if not DEFAULT_CHECKPOINT.is_file():
         pytest.skip("no shipped coarse checkpoint yet")
-    from facetwin.inference.landmark_eval import evaluate_folder
+    from facetwin.evaluation.landmarks import evaluate_folder
 
     model, _ = load_coarse_model("default")
     res = evaluate_folder(model, shared_data / "eval" / "helen-test", limit=40, progress=False)
@@ -149,7 +148,7 @@ def test_shipped_checkpoint_accuracy(shared_data):
 @pytest.mark.data
 def test_committed_ablation_checkpoint_is_the_marching_model(shared_data):
     from facetwin.cli.evaluate_landmarks import contour_convention
-    from facetwin.inference.landmark_eval import evaluate_folder
+    from facetwin.evaluation.landmarks import evaluate_folder
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "checkpoints" / "coarse_ablation_marching.safetensors"
     model, meta = load_coarse_model(str(path))

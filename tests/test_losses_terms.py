@@ -7,13 +7,8 @@ import torch
 
 from facetwin.geometry.mesh import uv_sphere
 from facetwin.losses.consistency import identity_spread, identity_swap_permutation, shape_consistency_loss
-from facetwin.losses.marching import (
-    dynamic_contour_points,
-    head_yaw,
-    marching_contour_loss,
-    select_dynamic_contour,
-    yaw_bin,
-)
+from facetwin.headmodel.marching import dynamic_contour_points, head_yaw, select_dynamic_contour, yaw_bin
+from facetwin.losses.marching import marching_contour_loss
 from facetwin.losses.perceptual import EmbeddingDistanceLoss, composite_render, cosine_distance
 from facetwin.losses.photometric import photometric_loss, photometric_mask
 from facetwin.losses.regularizers import l2_regularizer, light_regularizer

@@ -15,8 +15,9 @@ from coarse_standins import SyntheticFaces, standin_head_model  # noqa: E402
 
 from facetwin.errors import FacetwinError  # noqa: E402
 from facetwin.training import checkpoint as ckpt  # noqa: E402
-from facetwin.training.coarse_stage import CoarseStage  # noqa: E402
-from facetwin.training.config import CoarseConfig, load_config, to_dict  # noqa: E402
+from facetwin.models import files  # noqa: E402
+from facetwin.training.coarse_stage import CoarseConfig, CoarseStage  # noqa: E402
+from facetwin.training.config import load_config, to_dict  # noqa: E402
 from facetwin.training.engine import Trainer  # noqa: E402
 
 TINY = ["model.image_size=32", "data.crop_size=32", "model.hidden=32", "run.batch_size=4", "run.log_every=1",
@@ -66,7 +67,7 @@ def test_checkpoints_are_pruned_and_export_loads(tmp_path, data):
     names = [p.name for _, p in ckpt.list_checkpoints(tmp_path / "checkpoints")]
     assert names == ["step_0000003.pt", "step_0000004.pt"]
     assert not list((tmp_path / "checkpoints").glob(".*tmp*"))
-    state, meta = ckpt.read_safetensors(tmp_path / "export" / "coarse_encoder.safetensors")
+    state, meta = files.read_model_file(tmp_path / "export" / "coarse_encoder.safetensors")
     assert meta["step"] == 4 and meta["head_model"] == "standin"
     from facetwin.networks.coarse_encoder import build_from_config
 
@@ -85,20 +86,20 @@ def test_warm_restart_starts_from_the_weights_and_counts_total_steps(tmp_path, d
     # lr 0: the restarted run must still hold exactly the exported weights after its steps
     second = _trainer(_cfg(tmp_path / "b", "run.steps=2", "optim.lr=0", f"model.init_checkpoint={init}"), data)
     second.train()
-    saved, _ = ckpt.read_safetensors(init)
+    saved, _ = files.read_model_file(init)
     now = second.stage.model.state_dict()
     for k, v in saved.items():
         assert torch.equal(now[k].float(), v), k
-    _, meta = ckpt.read_safetensors(tmp_path / "b" / "export" / "coarse_encoder.safetensors")
+    _, meta = files.read_model_file(tmp_path / "b" / "export" / "coarse_encoder.safetensors")
     assert meta["step"] == 2 and meta["total_steps"] == 5
 
 
 def test_config_overrides_and_errors(tmp_path):
     cfg = load_config(CoarseConfig, "coarse", ["optim.lr=1e-4", "run.bf16=true", "loss.contour_mode=marching"])
-    assert cfg.optim.lr == 1e-4 and cfg.run.bf16 is True and cfg.loss["contour_mode"] == "marching"
+    assert cfg.optim.lr == 1e-4 and cfg.run.bf16 is True and cfg.loss.contour_mode == "marching"
     abl = load_config(CoarseConfig, "coarse_ablation_marching")
     base = load_config(CoarseConfig, "coarse")
-    assert abl.loss["contour_mode"] == "marching" and abl.run.steps == base.run.steps and abl.optim == base.optim
+    assert abl.loss.contour_mode == "marching" and abl.run.steps == base.run.steps and abl.optim == base.optim
     with pytest.raises(FacetwinError, match="unknown config key"):
         load_config(CoarseConfig, "coarse", ["optim.lrr=1"])
     with pytest.raises(FacetwinError, match="config not found"):
@@ -122,8 +123,8 @@ WORKER = r'''
 import sys, hashlib, json, torch
 sys.path.insert(0, {tests!r})
 from coarse_standins import SyntheticFaces, standin_head_model
-from facetwin.training.coarse_stage import CoarseStage
-from facetwin.training.config import CoarseConfig, load_config, to_dict
+from facetwin.training.coarse_stage import CoarseConfig, CoarseStage
+from facetwin.training.config import load_config, to_dict
 from facetwin.training.engine import Trainer
 cfg = load_config(CoarseConfig, "coarse_smoke", {tiny!r} + ["run.out_dir=" + sys.argv[1], "run.steps=3", "run.threads=1"])
 tr = Trainer(CoarseStage(cfg, dataset=SyntheticFaces(n=16, size=32, seed=2), head_model=standin_head_model()), cfg.run, cfg.optim, to_dict(cfg), quiet=True)
@@ -162,7 +163,7 @@ def test_torchrun_two_gloo_processes(tmp_path):
 def test_black_border_fill_only_touches_the_padding():
     import numpy as np
 
-    from facetwin.training.coarse_data import black_border_mask, fill_black_border
+    from facetwin.data.prepared import black_border_mask, fill_black_border
 
     img = np.full((40, 40, 3), 120, np.uint8)
     img[:, :8] = 0          # padding on the left (as a crop leaving its source image)

@@ -9,33 +9,31 @@ from facetwin.cli.bench import add_benchmark
 
 def add_parser(subparsers) -> None:
     parser = add_benchmark(subparsers, "coarse", "coarse-model inference time (batch 1)", measure, 20)
-    parser.add_argument("--checkpoint", default="default", help="exported encoder (default: the shipped one; a fresh ViT-Tiny if none)")
+    parser.add_argument("--model", "--checkpoint", dest="model", default="default",
+                        help="coarse-encoder model file (default: the shipped one; a fresh ViT-Tiny if none)")
 
 
-def _model(checkpoint):
+def _model(model_file):
     from facetwin.errors import FacetwinError
-    from facetwin.inference.reconstructor import load_coarse_model
+    from facetwin.models.coarse import CoarseModel, CoarseModelConfig, build_encoder, load_coarse_model
 
     try:
-        model, meta = load_coarse_model(checkpoint)
-        return model, "checkpoint"
+        model, meta = load_coarse_model(model_file)
+        return model, "model file"
     except FacetwinError:
-        if checkpoint not in (None, "default"):
+        if model_file not in (None, "default"):
             raise
-    # No shipped checkpoint yet: time a freshly initialised default encoder (same cost).
+    # No shipped model file: time a freshly initialised default encoder (same cost).
     from facetwin.headmodel import load_head_model
-    from facetwin.inference.coarse_model import CoarseModel
-    from facetwin.training.coarse_stage import build_encoder
-    from facetwin.training.config import CoarseConfig
 
     head = load_head_model("open")
-    return CoarseModel(build_encoder(CoarseConfig(), head, 50), head).eval(), "untrained default"
+    return CoarseModel(build_encoder(CoarseModelConfig(), head, 50), head).eval(), "untrained default"
 
 
 def measure(args) -> dict:
     import torch
 
-    model, source = _model(getattr(args, "checkpoint", "default"))
+    model, source = _model(getattr(args, "model", "default"))
     S = model.encoder.image_size
     x = torch.rand(1, 3, S, S)
     repeats = max(3, int(getattr(args, "repeats", 20)))

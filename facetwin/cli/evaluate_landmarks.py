@@ -1,4 +1,4 @@
-"""``facetwin evaluate landmarks FOLDER [--checkpoint PATH] [--json] [--ced-plot PNG]``.
+"""``facetwin evaluate landmarks FOLDER [--model PATH] [--json] [--ced-plot PNG]``.
 
 68-point NME of the coarse model's projected landmarks on an annotated folder (images + iBUG
 .pts), outer-eye-corner normalised, for the boundary (points 1–17), the inner points (18–68)
@@ -18,51 +18,53 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("landmarks", help="68-point NME of the coarse model on an annotated folder",
                               description=__doc__.split("\n\n")[1])
     p.add_argument("folder", help="folder with images and .pts files (e.g. ../shared/data/eval/helen-test)")
-    p.add_argument("--checkpoint", default="default", help="'default' (shipped), an exported .safetensors or a run folder")
-    p.add_argument("--head-model", default=None, help="head model spec (default: the one the checkpoint was trained with)")
+    p.add_argument("--model", "--checkpoint", dest="model", default="default", help="model file: 'default' (shipped), a coarse-encoder .safetensors or a training run folder")
+    p.add_argument("--head-model", default=None, help="head model spec (default: the one the model file was trained with)")
     p.add_argument("--crop", choices=["gt", "detect"], default="gt", help="crop from the annotation (default) or the detector")
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
     p.add_argument("--contour", choices=["static", "auto", "silhouette", "marching"], default="static",
                    help="where the 17 contour points go: static (default, the projected mesh landmarks); "
                         "silhouette (occluded points moved to the nearest vertex of the visible outline, Eq. 1 at inference); "
-                        "marching (FLAME's dynamic contour); auto (as the checkpoint was trained)")
+                        "marching (FLAME's dynamic contour); auto (as the model file says it was trained)")
     p.add_argument("--ced-plot", default=None, metavar="PNG", help="write the cumulative error distribution plot")
-    p.add_argument("--compare", action="append", default=[], metavar="NAME=CHECKPOINT",
-                   help="also evaluate another checkpoint and draw it in the CED plot (repeatable)")
+    p.add_argument("--compare", action="append", default=[], metavar="NAME=MODEL_FILE",
+                   help="also evaluate another model file and draw it in the CED plot (repeatable)")
     p.add_argument("--per-image", action="store_true", help="include per-image errors in the result")
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
 def contour_convention(meta: dict, requested: str) -> str:
-    """The contour convention to evaluate a checkpoint with: ``requested`` unless it is 'auto',
-    then the one its training used (``loss.contour_mode`` in the export's sidecar)."""
+    """The contour convention to evaluate a model file with: ``requested`` unless it is 'auto',
+    then the one it was trained with (``inference.contour`` in the model file)."""
     if requested != "auto":
         return requested
-    return ((meta.get("train_config") or {}).get("loss") or {}).get("contour_mode", "silhouette")
+    return meta["inference"]["contour"]
 
 
 def run(args) -> dict:
     import torch
 
-    from facetwin.inference.landmark_eval import ced_plot, evaluate_folder
-    from facetwin.inference.reconstructor import load_coarse_model
+    from facetwin.evaluation.landmarks import ced_plot, evaluate_folder
+    from facetwin.models.coarse import load_coarse_model
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     folder = Path(args.folder)
-    model, meta = load_coarse_model(args.checkpoint, args.head_model)
+    model, meta = load_coarse_model(args.model, args.head_model)
     contour = contour_convention(meta, args.contour)
-    res = evaluate_folder(model, folder, limit=args.limit or None, crop=args.crop, contour=contour)
-    out = {"folder": str(folder), "checkpoint": str(args.checkpoint), "crop": args.crop, "contour": contour, "images": res["images"],
+    res = evaluate_folder(model, folder, limit=args.limit or None, crop=args.crop, contour=contour,
+                          crop_rule=meta["inference"]["crop"])
+    out = {"folder": str(folder), "model": str(args.model), "crop": args.crop, "contour": contour, "images": res["images"],
            "nme_boundary": res["nme_boundary"], "nme_inner": res["nme_inner"], "nme_overall": res["nme_overall"],
            "auc_0.08": res["auc_0.08"], "by_pose": res["by_pose"],
            "trained_steps": meta.get("total_steps", meta.get("step"))}
-    curves = {"shipped" if args.checkpoint == "default" else Path(str(args.checkpoint)).stem: res["per_image"]}
+    curves = {"shipped" if args.model == "default" else Path(str(args.model)).stem: res["per_image"]}
     for item in args.compare:
-        name, _, ckpt = item.partition("=")
-        other, other_meta = load_coarse_model(ckpt or name, args.head_model)
+        name, _, model_file = item.partition("=")
+        other, other_meta = load_coarse_model(model_file or name, args.head_model)
         other_contour = contour_convention(other_meta, args.contour)
-        r2 = evaluate_folder(other, folder, limit=args.limit or None, crop=args.crop, contour=other_contour)
+        r2 = evaluate_folder(other, folder, limit=args.limit or None, crop=args.crop, contour=other_contour,
+                             crop_rule=other_meta["inference"]["crop"])
         out[f"{name}"] = {k: r2[k] for k in ("nme_boundary", "nme_inner", "nme_overall", "auc_0.08", "by_pose")}
         out[f"{name}"]["contour"] = other_contour
         curves[name] = r2["per_image"]

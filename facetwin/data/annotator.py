@@ -25,17 +25,7 @@ import numpy as np
 from facetwin.data.detection import Detection, detect_faces
 from facetwin.data.models import shape_predictor_68
 
-# 0-based index of each point's mirror partner under a horizontal flip.
-MIRROR_68 = np.array(
-    list(range(16, -1, -1))  # jaw
-    + list(range(26, 21, -1)) + list(range(21, 16, -1))  # brows
-    + [27, 28, 29, 30]  # nose bridge
-    + [35, 34, 33, 32, 31]  # nostrils
-    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]  # eyes
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lips
-    + [64, 63, 62, 61, 60, 67, 66, 65]  # inner lips
-)
-LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 36, 45  # points 37 and 46 (1-based)
+from facetwin.geometry.ibug68 import LEFT_EYE_OUTER, MIRROR_68, RIGHT_EYE_OUTER  # noqa: E402,F401 (re-exported)
 
 DEFAULT_MIN_FACE = 40.0  # px: landmark box side in the original image
 DEFAULT_MIN_RELIABILITY = 0.4

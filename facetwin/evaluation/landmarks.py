@@ -41,15 +41,18 @@ def auc(errors: np.ndarray, threshold: float = 0.08) -> float:
     return ced(errors, max_error=threshold, steps=801)[2]
 
 
-def crop_for(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    centre, side = crop_square(landmarks)
+def crop_for(image: np.ndarray, landmarks: np.ndarray, size: int, crop_rule: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(crop (size, size, 3), affine (2, 3) image → crop) of the square ``crop_square`` puts
+    around ``landmarks``; ``crop_rule``: its ``scale`` / ``shift_up`` (a model file's
+    ``inference.crop``; the data pipeline's defaults when None)."""
+    centre, side = crop_square(landmarks, **(crop_rule or {}))
     A = crop_transform(centre, side, size)
     return warp(image, A, size), A
 
 
 @torch.no_grad()
 def predict_folder(coarse_model, folder: Path, limit: int | None = None, crop: str = "gt", batch_size: int = 16,
-                   progress: bool = True, contour: str = "static") -> tuple[list[Path], np.ndarray, np.ndarray]:
+                   progress: bool = True, contour: str = "static", crop_rule: dict | None = None) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """(paths, predicted (N, 68, 2), ground truth (N, 68, 2)) in original image pixels; the contour
     points as ``CoarseModel.image_landmarks(contour=...)`` places them."""
     pairs = annotated_images(folder)[: limit or None]
@@ -67,7 +70,7 @@ def predict_folder(coarse_model, folder: Path, limit: int | None = None, crop: s
             labels, _ = annotate(image)
             ok = [l for l in labels if l.ok]
             ref = ok[0].landmarks if ok else gt * scale  # fall back to the annotation's box
-        c, A = crop_for(image, ref, size)
+        c, A = crop_for(image, ref, size, crop_rule)
         A_orig = A.copy()
         A_orig[:, :2] *= scale
         crops.append(c)
@@ -93,8 +96,10 @@ def predict_folder(coarse_model, folder: Path, limit: int | None = None, crop: s
 
 
 def evaluate_folder(coarse_model, folder: Path, limit: int | None = None, crop: str = "gt", progress: bool = True,
-                    contour: str = "static") -> dict:
-    paths, pred, gt = predict_folder(coarse_model, folder, limit, crop, progress=progress, contour=contour)
+                    contour: str = "static", crop_rule: dict | None = None) -> dict:
+    """NME of ``coarse_model`` on an annotated folder (see the module docstring); ``crop_rule``:
+    the model file's ``inference.crop``."""
+    paths, pred, gt = predict_folder(coarse_model, folder, limit, crop, progress=progress, contour=contour, crop_rule=crop_rule)
     e = per_image_nme(pred, gt)
     return {
         "images": len(paths),
@@ -139,7 +144,12 @@ def ced_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, threshold: fl
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    import io
+
+    from facetwin.outputs import write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_bytes(path, buf.getvalue())
     plt.close(fig)
     return Path(path)

@@ -25,3 +25,20 @@ def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
     k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*axis_angle.shape[:-1], 3, 3)
     eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand_as(k)
     return eye + a[..., None] * k + b[..., None] * (k @ k)
+
+
+def head_yaw(pose: torch.Tensor, joints=(0, 1)) -> torch.Tensor:
+    """(B, J, 3) axis-angle pose → (B,) yaw (radians) of the composed rotation of ``joints``
+    (global ∘ neck by default; joints the pose does not have are skipped).
+
+    The ONE yaw convention of facetwin: the heading of the face's forward axis, the angle of
+    R·(0, 0, 1) about +y, ``atan2(R[0, 2], R[2, 2])`` — positive turns the face towards +x (the
+    subject's left). The marching-contour tables (``dynamic_landmark_yaw``) use it.
+    """
+    R = None
+    for j in joints:  # parent first: R = R_global @ R_neck
+        if j >= pose.shape[1]:
+            continue
+        Rj = axis_angle_to_matrix(pose[:, j])
+        R = Rj if R is None else R @ Rj
+    return torch.atan2(R[:, 0, 2], R[:, 2, 2])

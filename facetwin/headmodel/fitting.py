@@ -23,8 +23,9 @@ import torch
 
 from facetwin.errors import FacetwinError
 from facetwin.geometry.camera import project_orthographic
-from facetwin.geometry.rotation import axis_angle_to_matrix
+from facetwin.geometry.rotation import axis_angle_to_matrix, head_yaw  # noqa: F401 (head_yaw re-exported)
 from facetwin.geometry.skinning import linear_blend_skinning
+from facetwin.headmodel.marching import contour_table, select_dynamic_contour
 
 INNER = slice(17, 68)
 CONTOUR = slice(0, 17)
@@ -114,13 +115,6 @@ class LandmarkSubsetModel:
         return (gathered * bary.to(v.dtype)[..., None]).sum(-2)
 
 
-def head_yaw(pose: torch.Tensor) -> torch.Tensor:
-    """(B,) yaw (rotation about +y) of the face after the global and neck rotations."""
-    R = axis_angle_to_matrix(pose[:, 0]) @ axis_angle_to_matrix(pose[:, 1])
-    forward = R[..., 2]  # image of +z
-    return torch.atan2(forward[:, 0], forward[:, 2])
-
-
 def contour_embedding(model, pose: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 17) triangles and (B, 17, 3) barycentrics of the contour landmarks for each pose."""
     B = pose.shape[0]
@@ -129,11 +123,8 @@ def contour_embedding(model, pose: torch.Tensor, mode: str) -> tuple[torch.Tenso
     data = model.data
     if mode == "static" or data.dynamic_landmark_faces is None:
         return static_f, static_b
-    yaws = torch.as_tensor(np.asarray(data.dynamic_landmark_yaw), dtype=pose.dtype, device=pose.device)
-    idx = (head_yaw(pose.detach())[:, None] - yaws[None]).abs().argmin(1)
-    f = torch.as_tensor(np.asarray(data.dynamic_landmark_faces), device=pose.device)[idx]
-    b = torch.as_tensor(np.asarray(data.dynamic_landmark_bary), dtype=pose.dtype, device=pose.device)[idx]
-    return f, b
+    faces, bary, yaws = contour_table(data, pose.dtype, pose.device)
+    return select_dynamic_contour(head_yaw(pose.detach()), faces, bary, yaws)
 
 
 def fit_landmarks(

@@ -20,53 +20,11 @@ import numpy as np
 import torch
 
 from facetwin.errors import FacetwinError
-from facetwin.paths import CHECKPOINTS_DIR
 
-DEFAULT_CHECKPOINT = CHECKPOINTS_DIR / "coarse_encoder.safetensors"
-FORMAT = "facetwin-coarse-encoder/1"
-
-
-def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
-    if checkpoint in (None, "", "default"):
-        if not DEFAULT_CHECKPOINT.is_file():
-            raise FacetwinError(f"the shipped coarse checkpoint is missing ({DEFAULT_CHECKPOINT}); pass --checkpoint PATH")
-        return DEFAULT_CHECKPOINT
-    path = Path(checkpoint)
-    if path.is_dir():  # a training run folder
-        for cand in (path / "export" / "coarse_encoder.safetensors", path / "coarse_encoder.safetensors"):
-            if cand.is_file():
-                return cand
-        raise FacetwinError(f"no coarse_encoder.safetensors in {path}")
-    if not path.is_file():
-        raise FacetwinError(f"checkpoint not found: {path}")
-    return path
-
-
-def load_coarse_model(checkpoint: str | Path | None = "default", head_model: str | None = None, device: str | torch.device = "cpu"):
-    """(CoarseModel in eval mode, meta) from an exported encoder; FacetwinError for a wrong file."""
-    from facetwin.headmodel import load_head_model
-    from facetwin.inference.coarse_model import CoarseModel
-    from facetwin.networks.coarse_encoder import build_from_config
-    from facetwin.training.checkpoint import read_safetensors
-
-    path = resolve_checkpoint(checkpoint)
-    state, meta = read_safetensors(path)
-    if meta.get("format") != FORMAT or "encoder" not in meta:
-        raise FacetwinError(f"{path.name} is not a facetwin coarse-encoder checkpoint (format {meta.get('format')!r})")
-    head = load_head_model(head_model or meta.get("head_model", "open"))
-    layout = meta["encoder"]["layout"]
-    if layout["n_shape"] > head.n_shape or layout["n_expr"] > head.n_expr:
-        raise FacetwinError(
-            f"{path.name} was trained for a head model with {layout['n_shape']} identity / {layout['n_expr']} expression "
-            f"components; '{head.name}' has {head.n_shape} / {head.n_expr}"
-        )
-    encoder = build_from_config(meta["encoder"])
-    try:
-        encoder.load_state_dict(state)
-    except RuntimeError as exc:
-        raise FacetwinError(f"{path.name} does not match its own encoder description: {str(exc).splitlines()[0]}") from None
-    model = CoarseModel(encoder, head).to(device).eval()
-    return model, meta
+# The model layer reads and writes model files (facetwin.models); these names are the public API.
+from facetwin.models.coarse import DEFAULT_MODEL_FILE as DEFAULT_CHECKPOINT  # noqa: E402
+from facetwin.models.coarse import load_coarse_model  # noqa: E402,F401
+from facetwin.models.coarse import resolve_model_file as resolve_checkpoint  # noqa: E402,F401
 
 
 @dataclass
@@ -153,7 +111,9 @@ class FaceTwin:
     def __init__(self, checkpoint: str | Path | None = "default", head_model: str | None = None, device: str = "cpu"):
         self.device = torch.device(device)
         self.model, self.meta = load_coarse_model(checkpoint, head_model, self.device)
-        self.crop_size = self.model.encoder.image_size
+        inference = self.meta["inference"]  # stored in the model file (facetwin.models.files)
+        self.crop_size = int(inference["input_size"])
+        self.crop_rule = dict(inference["crop"])
 
     @torch.no_grad()
     def reconstruct_crop(self, crop: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
@@ -189,7 +149,7 @@ class FaceTwin:
             label = usable[0]
             landmarks = label.landmarks
             detection = {"box": label.box.tolist(), "reliability": float(label.reliability), "annotator_landmarks": landmarks.tolist()}
-        centre, side = crop_square(np.asarray(landmarks, np.float64))
+        centre, side = crop_square(np.asarray(landmarks, np.float64), **self.crop_rule)
         S = self.crop_size
         A = crop_transform(centre, side, S)
         crop = warp(image, A, S)

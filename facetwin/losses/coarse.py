@@ -86,8 +86,17 @@ class CoarseLossWeights:
     photometric_norm: str = "l1"     # "l1" | "l21"
 
     def __post_init__(self):
+        """Checked when a config is loaded: a wrong value must stop the run before it starts."""
+        import math
+
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.type in ("float", float) and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"loss.{f.name} must be a finite weight >= 0, got {v!r}")
         if self.contour_mode not in ("silhouette", "marching"):
-            raise ValueError(f"contour_mode must be 'silhouette' or 'marching', not '{self.contour_mode}'")
+            raise ValueError(f"loss.contour_mode must be 'silhouette' or 'marching', not {self.contour_mode!r}")
+        if self.photometric_norm not in ("l1", "l21"):
+            raise ValueError(f"loss.photometric_norm must be 'l1' or 'l21', not {self.photometric_norm!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "CoarseLossWeights":

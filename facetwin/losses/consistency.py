@@ -17,21 +17,28 @@ from facetwin.losses.photometric import photometric_loss
 
 def identity_swap_permutation(identity: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """(B,) identity labels → (B,) long permutation ``p`` with identity[p[i]] == identity[i] and
-    p[i] != i wherever the identity has at least two images (a random cyclic shift per group).
+    p[i] != i wherever the identity has at least two images in the batch: the β swap of L_sc,
+    the ONE implementation (the coarse model's swapped forward uses it).
 
-    Use as ``swapped_shape = shape[p]``.
+    Without ``generator`` each image takes the β of the next image of its identity in batch
+    order (cyclically; deterministic); with one, a random cycle per group. Negative labels mean
+    "identity unknown": those images keep their own β. Use as ``swapped_shape = shape[p]``.
     """
     identity = torch.as_tensor(identity)
-    B = identity.shape[0]
-    perm = torch.arange(B, device=identity.device)
-    for value in torch.unique(identity):
-        members = torch.nonzero(identity == value).flatten()
-        n = members.numel()
-        if n < 2:
+    ids = identity.tolist()
+    perm = list(range(len(ids)))
+    groups: dict = {}
+    for i, k in enumerate(ids):
+        if k >= 0:
+            groups.setdefault(k, []).append(i)
+    for members in groups.values():
+        if len(members) < 2:
             continue
-        order = members[torch.randperm(n, generator=generator).to(members.device)]
-        perm[order] = order.roll(1)  # a cycle over the shuffled group: no fixed points
-    return perm
+        if generator is not None:
+            members = [members[j] for j in torch.randperm(len(members), generator=generator).tolist()]
+        for a, b in zip(members, members[1:] + members[:1]):
+            perm[a] = b
+    return torch.tensor(perm, dtype=torch.long, device=identity.device)
 
 
 def shape_consistency_loss(

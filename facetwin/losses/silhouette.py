@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from facetwin.losses.landmarks import crop_size_of, l1_point_distance, weighted_mean
+from facetwin.rendering.silhouette import nearest_silhouette_vertex
 
 
 @dataclass
@@ -66,11 +67,7 @@ def match_silhouette(
     occluded = contour_normal_z <= 0
     silhouette = silhouette.to(torch.bool)
     has_sil = silhouette.any(1)  # (B,)
-    with torch.no_grad():
-        # (B, K, V) L1 distances; non-silhouette vertices are pushed to +inf.
-        dist = torch.cdist(gt_contour, vertices2d.to(gt_contour.dtype), p=1)
-        dist = dist.masked_fill(~silhouette[:, None, :], float("inf"))
-        nearest = dist.argmin(-1)  # (B, K); arbitrary where no silhouette vertex exists
+    nearest = nearest_silhouette_vertex(vertices2d, silhouette, gt_contour).clamp_min(0)  # (B, K); 0 where none
     use_vertex = occluded & has_sil[:, None]
     vertex_pos = torch.gather(vertices2d, 1, nearest[..., None].expand(B, K, 2))
     target = torch.where(use_vertex[..., None], vertex_pos, contour2d)

@@ -1,5 +1,12 @@
-"""The coarse model forward: encoder → head model → orthographic camera → landmarks, silhouette
-vertices, (optionally) albedo + SH-shaded render → :class:`CoarseLossInputs`.
+"""The coarse model (paper section 3.2): encoder → head model → orthographic camera → landmarks,
+silhouette vertices, (optionally) albedo + SH-shaded render → :class:`CoarseLossInputs`.
+
+One forward for training, evaluation and inference: the stage (``training/coarse_stage.py``)
+only schedules it (:meth:`CoarseModel.loss_inputs`), inference and evaluation call
+:meth:`CoarseModel.forward` / :meth:`CoarseModel.image_landmarks`. The model file of the
+encoder is written and read here through :mod:`facetwin.models.files` (:func:`export_encoder`,
+:func:`load_coarse_model`), with the properties inference needs (input size, crop rule, contour
+convention).
 
 The trainable part is only the encoder (the module the training engine wraps in DDP); the head
 model, albedo model and renderer are fixed and evaluated here, in float32, after the encoder
@@ -9,18 +16,69 @@ model, albedo model and renderer are fixed and evaluated here, in float32, after
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facetwin.geometry.camera import project_orthographic
+from facetwin.errors import FacetwinError
+from facetwin.geometry.camera import orthographic_screen_vertices, project_orthographic
 from facetwin.geometry.mesh import edges as mesh_edges
 from facetwin.geometry.mesh import vertex_normals
-from facetwin.geometry.rotation import axis_angle_to_matrix
-from facetwin.errors import FacetwinError
-from facetwin.rendering.silhouette import landmark_normal_z
-from facetwin.networks.coarse_encoder import CoarseEncoder, CoarseParams
+from facetwin.geometry.rotation import head_yaw
+from facetwin.headmodel.marching import contour_table, dynamic_contour_points, select_dynamic_contour
+from facetwin.losses.coarse import CoarseLossInputs, CoarseLossWeights
+from facetwin.losses.consistency import identity_swap_permutation
+from facetwin.models import files
+from facetwin.networks import coarse_encoder as enc
+from facetwin.networks.coarse_encoder import CoarseEncoder, CoarseParams, HeadLayout, build_from_config
+from facetwin.paths import CHECKPOINTS_DIR
+from facetwin.rendering.silhouette import landmark_normal_z, nearest_silhouette_vertex
+
+DEFAULT_MODEL_FILE = CHECKPOINTS_DIR / "coarse_encoder.safetensors"
+MODEL_FILE_NAME = "coarse_encoder.safetensors"
+
+
+@dataclass
+class CoarseModelConfig:
+    """The coarse network (the ``model:`` section of a coarse config). Its encoder description
+    is stored in the model file, so inference rebuilds exactly this network."""
+
+    size: str = "tiny"            # tiny | small | base
+    image_size: int = 128         # encoder input side (pixels)
+    hidden: int = enc.HIDDEN
+    head_model: str = "open"
+    n_shape: int = 0              # predicted identity components (0 = all of the head model)
+    n_expr: int = 0               # predicted expression components (0 = all)
+    face_fraction: float = enc.FACE_FRACTION  # template landmark width / crop width at zero camera output
+    centre_y: float = enc.CENTRE_Y            # template landmark centre height / crop height at zero output
+    predict_jaw: bool = True
+    head_init_std: float = enc.HEAD_INIT_STD  # std of the last layer's initial weights
+    pretrained: str = ""          # a vit-pretrain / MAE / timm ViT model file to start from ('' = scratch)
+    init_checkpoint: str = ""     # a coarse-encoder model file to start from (fine-tuning, warm restart)
+
+    def __post_init__(self):
+        if self.size not in ("tiny", "small", "base"):
+            raise FacetwinError(f"model.size must be tiny, small or base, not {self.size!r}")
+        for name in ("image_size", "hidden"):
+            if getattr(self, name) < 16:
+                raise FacetwinError(f"model.{name} must be at least 16, got {getattr(self, name)}")
+        if self.image_size % 16:
+            raise FacetwinError(f"model.image_size must be a multiple of the 16-pixel patch, got {self.image_size}")
+        if self.n_shape < 0 or self.n_expr < 0:
+            raise FacetwinError("model.n_shape / model.n_expr must be >= 0")
+        if not 0 < self.face_fraction <= 1:
+            raise FacetwinError(f"model.face_fraction must be in (0, 1], got {self.face_fraction}")
+
+
+def build_encoder(model: CoarseModelConfig, head_model, n_albedo: int) -> CoarseEncoder:
+    """A fresh encoder for ``head_model`` with ``n_albedo`` albedo coefficients."""
+    layout = HeadLayout.from_head_model(head_model, n_albedo, model.n_shape or None, model.n_expr or None)
+    return CoarseEncoder(layout, size=model.size, image_size=model.image_size, hidden=model.hidden,
+                         face_fraction=model.face_fraction, predict_jaw=model.predict_jaw,
+                         head_init_std=model.head_init_std, centre_y=model.centre_y)
 
 
 @dataclass
@@ -39,20 +97,16 @@ class CoarseGeometry:
     crop_size: int
 
 
-def yaw_of(pose_global: torch.Tensor) -> torch.Tensor:
-    """(B, 3) axis-angle → (B,) rotation about the model's y axis (radians, + turns the face to its left)."""
-    R = axis_angle_to_matrix(pose_global)
-    return torch.atan2(R[:, 0, 2], R[:, 2, 2])
-
-
 class CoarseModel(nn.Module):
-    """Encoder + fixed head model (+ optional albedo model and renderer)."""
+    """Encoder + fixed head model (+ optional albedo model and renderer, :meth:`attach_renderer`)."""
 
     def __init__(self, encoder: CoarseEncoder, head_model, albedo_model=None):
         super().__init__()
         self.encoder = encoder
         self.head_model = head_model
         self.albedo_model = albedo_model
+        self.renderer = None
+        self.render_size = 0
         for p in self.head_model.parameters():
             p.requires_grad_(False)
         data = head_model.data
@@ -66,11 +120,28 @@ class CoarseModel(nn.Module):
                 if region in data.masks:
                     cand &= ~data.masks[region]
         self.register_buffer("silhouette_candidates", torch.as_tensor(cand, dtype=torch.bool), persistent=False)
-        self.has_marching = data.dynamic_landmark_faces is not None
+        table = contour_table(data)
+        self.has_marching = table is not None
         if self.has_marching:
-            self.register_buffer("dyn_faces", torch.as_tensor(data.dynamic_landmark_faces, dtype=torch.int64), persistent=False)
-            self.register_buffer("dyn_bary", torch.as_tensor(data.dynamic_landmark_bary, dtype=torch.float32), persistent=False)
-            self.register_buffer("dyn_yaw", torch.as_tensor(data.dynamic_landmark_yaw, dtype=torch.float32), persistent=False)
+            self.register_buffer("dyn_faces", table[0], persistent=False)
+            self.register_buffer("dyn_bary", table[1], persistent=False)
+            self.register_buffer("dyn_yaw", table[2], persistent=False)
+
+    def attach_renderer(self, size: int) -> bool:
+        """Build the differentiable renderer at ``size``² (the photometric / identity terms);
+        False when the head model has no UV layout for the albedo model."""
+        from facetwin.rendering import MeshRenderer
+
+        data = self.head_model.data
+        uv, uvf = data.uv_coords, data.uv_faces
+        if uv is None:
+            if not isinstance(self.albedo_model, UniformAlbedo):
+                return False
+            uv, uvf = np.zeros((1, 2), np.float32), np.zeros_like(data.faces)  # uniform albedo: any UV works
+        dev = self.edges.device
+        self.renderer = MeshRenderer(data.faces, uv, uvf, size).to(dev)
+        self.render_size = size
+        return True
 
     # -- pieces ------------------------------------------------------------------------------
     def encoder_input(self, images: torch.Tensor) -> torch.Tensor:
@@ -120,12 +191,9 @@ class CoarseModel(nn.Module):
         """(B, 17, 2) FLAME-style dynamic contour landmarks for the pose's yaw (ablation)."""
         if not self.has_marching:
             return None
-        yaw = yaw_of(geo.params.pose[:, 0].float()).detach()
-        bins = (yaw[:, None] - self.dyn_yaw[None]).abs().argmin(1)  # (B,)
-        faces = self.dyn_faces[bins]  # (B, 17)
-        bary = self.dyn_bary[bins]    # (B, 17, 3)
-        corners = geo.vertices[torch.arange(faces.shape[0], device=faces.device)[:, None, None], self.head_model.faces[faces]]
-        pts = (corners * bary[..., None]).sum(-2)  # (B, 17, 3)
+        yaw = head_yaw(geo.params.pose.float()).detach()
+        faces, bary = select_dynamic_contour(yaw, self.dyn_faces, self.dyn_bary, self.dyn_yaw)
+        pts = dynamic_contour_points(geo.vertices, self.head_model.faces, faces, bary)  # (B, 17, 3)
         return project_orthographic(pts, geo.scale_px, geo.translation_px)
 
     def image_landmarks(self, geo: CoarseGeometry, contour: str = "static") -> torch.Tensor:
@@ -151,18 +219,19 @@ class CoarseModel(nn.Module):
             return torch.cat([dyn.to(geo.landmarks2d.dtype), geo.landmarks2d[:, 17:]], 1)
         if contour != "silhouette":
             raise FacetwinError(f"contour must be 'silhouette', 'marching' or 'static', not '{contour}'")
-        from facetwin.losses.silhouette import match_silhouette
-
         static = geo.landmarks2d[:, :17]
         outline = self.silhouette(geo, unoccluded_size=geo.crop_size)
-        match = match_silhouette(static, geo.landmarks_normal_z[:, :17], geo.vertices2d, outline, static)
-        return torch.cat([match.target, geo.landmarks2d[:, 17:]], 1)
+        nearest = nearest_silhouette_vertex(geo.vertices2d, outline, static)  # (B, 17), -1: no outline
+        on_outline = torch.gather(geo.vertices2d, 1, nearest.clamp_min(0)[..., None].expand(-1, -1, 2))
+        move = (geo.landmarks_normal_z[:, :17] <= 0) & (nearest >= 0)
+        contour = torch.where(move[..., None], on_outline, static)
+        return torch.cat([contour, geo.landmarks2d[:, 17:]], 1)
 
     def swapped_landmarks(self, geo: CoarseGeometry, identity: torch.Tensor) -> torch.Tensor | None:
         """(B, 68, 2) landmarks with β taken from another image of the same identity, or None
         when no image in the batch shares its identity with another."""
-        partner = same_identity_partner(identity)
-        if partner is None:
+        partner = identity_swap_permutation(identity)
+        if torch.equal(partner, torch.arange(len(partner), device=partner.device)):
             return None
         swapped = self.geometry(geo.params, geo.crop_size, shape=geo.params.shape[partner])
         return swapped.landmarks2d
@@ -173,23 +242,178 @@ class CoarseModel(nn.Module):
         return self.geometry(params, images.shape[-1])
 
 
-def same_identity_partner(identity: torch.Tensor) -> torch.Tensor | None:
-    """For each i, the index of the next image with the same identity (cyclically), i itself
-    when alone; None when nobody in the batch has a partner."""
-    ids = identity.tolist()
-    partner = list(range(len(ids)))
-    groups: dict = {}
-    for i, k in enumerate(ids):
-        groups.setdefault(k, []).append(i)
-    found = False
-    for key, members in groups.items():
-        if len(members) > 1 and key >= 0:  # negative identity = unknown
-            found = True
-            for a, b in zip(members, members[1:] + members[:1]):
-                partner[a] = b
-    if not found:
-        return None
-    return torch.tensor(partner, dtype=torch.long, device=identity.device)
+    # -- training: the loss inputs -----------------------------------------------------------
+    def render(self, geo: CoarseGeometry) -> tuple[torch.Tensor, torch.Tensor, object]:
+        """(render (B, 3, R, R) in [0, 1], mask (B, 1, R, R), its Fragments) at ``render_size`` R."""
+        f = self.render_size / geo.crop_size
+        screen = orthographic_screen_vertices(geo.vertices, geo.scale_px * f, geo.translation_px * f)
+        albedo = self.albedo_model(geo.params.albedo)
+        out = self.renderer.render(screen, geo.vertices, albedo, geo.params.light)
+        return out.image.clamp(0, 1), out.mask, out.fragments
+
+    def loss_inputs(self, params: CoarseParams, batch: dict, weights: CoarseLossWeights,
+                    with_render: bool = True) -> tuple[CoarseLossInputs, CoarseGeometry]:
+        """Everything the coarse losses read for one batch, and the geometry.
+
+        ``params``: the encoder's output for ``batch["image"]`` (the caller runs the encoder, so
+        that the training engine's DDP wrapper and autocast apply). Batch keys (the prepared-data
+        vocabulary of :mod:`facetwin.data.datasets`): ``image`` (B, 3, S, S) in [0, 1],
+        ``landmarks`` (B, 68, 2) crop pixels, optional ``skin`` / ``occluder`` (B, 1, S, S),
+        ``identity`` (B,) (negative = unknown), ``landmark_weight`` (B, 68).
+        With a render (``with_render`` and :meth:`attach_renderer` done) every image quantity is
+        at the render size R and pixel coordinates are scaled by R / S; the landmark terms are
+        normalised by the image size, so they do not change.
+        """
+        images = batch["image"].float()
+        geo = self.geometry(params, images.shape[-1])
+        render = render_mask = fragments = None
+        if with_render and self.renderer is not None:
+            render, render_mask, fragments = self.render(geo)
+        # the outline test reuses the render's z-buffer (same camera, same size) when there is one
+        outline_size = (self.render_size or geo.crop_size) if weights.silhouette_outline else None
+        sil = self.silhouette(geo, outline_size, fragments)
+        swapped = None
+        if weights.shape_consistency > 0 and "identity" in batch:
+            swapped = self.swapped_landmarks(geo, batch["identity"])
+        dyn = None
+        if weights.contour_mode == "marching":
+            dyn = self.marching_contour(geo)
+            if dyn is None:
+                dyn = geo.landmarks2d[:, :17]  # static contour when the head model has no marching table
+        p = geo.params
+        image_r, skin, occ = images, batch.get("skin"), batch.get("occluder")
+        f = 1.0
+        if render is not None and render.shape[-1] != images.shape[-1]:
+            R = render.shape[-1]
+            image_r = F.interpolate(images, size=(R, R), mode="bilinear", align_corners=False, antialias=True)
+            skin = None if skin is None else (F.interpolate(skin.float(), size=(R, R), mode="area") > 0.5).float()
+            occ = None if occ is None else (F.interpolate(occ.float(), size=(R, R), mode="area") > 0.0).float()
+            f = R / images.shape[-1]
+        inputs = CoarseLossInputs(
+            landmarks2d=geo.landmarks2d * f, landmarks_normal_z=geo.landmarks_normal_z, vertices2d=geo.vertices2d * f,
+            silhouette=sil, shape=p.shape, expression=p.expression, albedo=p.albedo, light=p.light,
+            image=image_r, gt_landmarks=batch["landmarks"].float() * f, render=render, render_mask=render_mask,
+            swapped_landmarks2d=None if swapped is None else swapped * f, dynamic_contour2d=None if dyn is None else dyn * f,
+            pose=p.pose, skin_mask=skin, occluder_mask=occ, landmark_weight=batch.get("landmark_weight"),
+        )
+        return inputs, geo
+
+    def picture(self, inputs: CoarseLossInputs, geo: CoarseGeometry, max_rows: int = 6) -> np.ndarray:
+        """Training picture, one row per image: input · overlay · render · landmarks (ground truth
+        green, projected model landmarks red, silhouette vertices blue); (H, W, 3) uint8."""
+        from facetwin.rendering.visualize import draw_landmarks, overlay, render_geometry, to_uint8
+
+        rows = []
+        S = inputs.image.shape[-1]
+        f = S / geo.crop_size
+        for i in range(min(inputs.image.shape[0], max_rows)):
+            img = to_uint8(inputs.image[i])
+            if inputs.render is not None:
+                render, alpha = to_uint8(inputs.render[i]), inputs.render_mask[i, 0].detach().float().cpu().numpy()
+            else:
+                render, alpha = render_geometry(geo.vertices[i].detach(), self.head_model.faces, geo.scale_px[i].detach() * f,
+                                                geo.translation_px[i].detach() * f, S)
+            sil = inputs.silhouette[i].cpu().numpy()
+            lmk = draw_landmarks(img, pred=inputs.landmarks2d[i], gt=inputs.gt_landmarks[i],
+                                 extra=inputs.vertices2d[i].detach().cpu().numpy()[sil], radius=1.0)
+            rows.append(np.concatenate([img, overlay(img, render, alpha, 0.6), render, lmk], 1))
+        return np.concatenate(rows, 0)
+
+
+class UniformAlbedo(nn.Module):
+    """Stand-in albedo (``render.albedo: uniform``): coefficients 0..2 are an RGB offset from a
+    mean skin tone; texture (B, 3, 2, 2). For head models without a UV layout and for tests."""
+
+    n_coefficients = 3
+
+    def forward(self, coeffs: torch.Tensor) -> torch.Tensor:
+        base = coeffs.new_tensor([0.62, 0.45, 0.38])
+        rgb = (base + 0.1 * coeffs[:, :3]).clamp(0, 1)
+        return rgb[:, :, None, None].expand(-1, -1, 2, 2)
+
+
+def load_albedo(kind: str = "open"):
+    """The albedo model of a coarse model: ``"open"`` (the shipped open albedo model; a
+    FacetwinError saying why when it cannot be loaded) or ``"uniform"`` (:class:`UniformAlbedo`)."""
+    if kind == "uniform":
+        return UniformAlbedo()
+    if kind != "open":
+        raise FacetwinError(f"render.albedo must be 'open' or 'uniform', not {kind!r}")
+    try:
+        from facetwin.appearance import load_albedo_model
+
+        return load_albedo_model()
+    except Exception as exc:  # a broken install must stop the run, not silently change the model
+        raise FacetwinError(f"cannot load the open albedo model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                            "set render.albedo=uniform to train without it") from None
+
+
+# -- the model file -------------------------------------------------------------------------
+
+def export_encoder(encoder: CoarseEncoder, path: str | Path, head_model_name: str, contour: str = "silhouette",
+                   step: int = 0, config: dict | None = None, command: str = "", init_steps: int = 0) -> Path:
+    """Write the encoder's model file (fp16 safetensors + JSON sidecar, :mod:`facetwin.models.files`).
+
+    ``contour``: the contour convention it was trained with (``loss.contour_mode``), stored with
+    the input size and crop rule as the model's ``inference`` properties. ``step``: this run's
+    steps; ``total_steps`` adds those of the model file it started from (``init_steps``).
+    """
+    meta = {"encoder": encoder.config(), "head_model": head_model_name,
+            "inference": files.coarse_inference_properties(encoder.image_size, contour),
+            "step": step, "total_steps": init_steps + step, "train_config": config or {}, "command": command}
+    return files.write_model_file(path, encoder.state_dict(), files.COARSE_ENCODER, meta)
+
+
+def resolve_model_file(model_file: str | Path | None) -> Path:
+    """``"default"`` / None (the shipped model), a ``.safetensors`` model file or a training run
+    folder (its ``export/coarse_encoder.safetensors``)."""
+    if model_file in (None, "", "default"):
+        if not DEFAULT_MODEL_FILE.is_file():
+            raise FacetwinError(f"the shipped coarse model file is missing ({DEFAULT_MODEL_FILE}); pass --checkpoint PATH")
+        return DEFAULT_MODEL_FILE
+    path = Path(model_file)
+    if path.is_dir():  # a training run folder
+        for cand in (path / "export" / MODEL_FILE_NAME, path / MODEL_FILE_NAME):
+            if cand.is_file():
+                return cand
+        raise FacetwinError(f"no {MODEL_FILE_NAME} in {path}")
+    if not path.is_file():
+        raise FacetwinError(f"model file not found: {path}")
+    return path
+
+
+def read_encoder(model_file: str | Path, head_model=None) -> tuple[CoarseEncoder, dict]:
+    """(encoder with its weights, metadata) of a coarse-encoder model file; ``head_model``
+    (optional) is checked against the layout the encoder was trained for."""
+    path = resolve_model_file(model_file)
+    state, meta = files.read_model_file(path, files.COARSE_ENCODER)
+    if "encoder" not in meta:
+        raise FacetwinError(f"{path.name} has no encoder description")
+    layout = meta["encoder"]["layout"]
+    if head_model is not None and (layout["n_shape"] > head_model.n_shape or layout["n_expr"] > head_model.n_expr):
+        raise FacetwinError(
+            f"{path.name} was trained for a head model with {layout['n_shape']} identity / {layout['n_expr']} expression "
+            f"components; '{head_model.name}' has {head_model.n_shape} / {head_model.n_expr}"
+        )
+    encoder = build_from_config(meta["encoder"])
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as exc:
+        raise FacetwinError(f"{path.name} does not match its own encoder description: {str(exc).splitlines()[0]}") from None
+    return encoder, meta
+
+
+def load_coarse_model(model_file: str | Path | None = "default", head_model: str | None = None,
+                      device: str | torch.device = "cpu") -> tuple[CoarseModel, dict]:
+    """(CoarseModel in eval mode, metadata) from a coarse-encoder model file; FacetwinError for a
+    wrong file. ``meta["inference"]`` holds the input size, crop rule and contour convention."""
+    from facetwin.headmodel import load_head_model
+
+    path = resolve_model_file(model_file)
+    meta = files.upgrade(files.read_metadata(path))
+    head = load_head_model(head_model or meta.get("head_model", "open"))
+    encoder, meta = read_encoder(path, head)
+    return CoarseModel(encoder, head).to(device).eval(), meta
 
 
 def _pad(x: torch.Tensor, n: int) -> torch.Tensor:

@@ -1,13 +1,19 @@
-"""Lightweight residual adapters (Houlsby et al.) for person-specific transfer.
+"""Lightweight residual adapters (Houlsby et al.) for person-specific transfer, for any transformer.
 
 The paper inserts them inside each transformer block *after the feed-forward layer, before
-layer normalisation*; in a pre-norm ViT block that is on the feed-forward output, before it is
+layer normalisation*; in a pre-norm block that is on the feed-forward output, before it is
 added to the residual stream (which the next block's layer norm then reads)::
 
     h = mlp(norm2(x));  h = h + adapter(h);  x = x + h
 
-``up`` starts at zero, so a freshly inserted adapter is exactly the identity and a base
-checkpoint gives the same outputs with or without adapters.
+``up`` starts at zero, so a freshly inserted adapter is exactly the identity and a base model
+file gives the same outputs with or without adapters.
+
+:func:`add_adapters` walks any module (an encoder, an encoder-decoder such as the vit-pretrain
+network or the detail MAE) and fills the ``adapter`` slot of every transformer block
+(:class:`facetwin.networks.vit.Block`) it finds. :func:`transfer_parameters` is what transfer
+trains: the adapters, every layer norm, and the learnable latents a network declares with
+``latent_parameters()``; each network exposes it as its ``transfer_parameters()`` method.
 """
 
 from __future__ import annotations
@@ -33,29 +39,49 @@ class Adapter(nn.Module):
         return h + self.up(self.act(self.down(h)))
 
 
-def add_adapters(vit: nn.Module, bottleneck: int = 32) -> list[nn.Parameter]:
-    """Put a fresh :class:`Adapter` into every block of a :class:`facetwin.networks.vit.VisionTransformer`.
+def transformer_blocks(module: nn.Module) -> list[nn.Module]:
+    """Every transformer block inside ``module`` (blocks with an ``adapter`` slot), in order."""
+    from facetwin.networks.vit import Block
 
-    Returns the new parameters (the ones person-specific transfer trains, with the layer norms).
-    """
+    return [m for m in module.modules() if isinstance(m, Block)]
+
+
+def add_adapters(module: nn.Module, bottleneck: int = 32) -> list[nn.Parameter]:
+    """Put a fresh :class:`Adapter` into every transformer block of ``module`` (encoder and
+    decoder alike). Returns the new parameters."""
+    blocks = transformer_blocks(module)
+    if not blocks:
+        raise ValueError(f"{type(module).__name__} has no transformer blocks to put adapters in")
     params: list[nn.Parameter] = []
-    for block in vit.blocks:
+    for block in blocks:
         ref = block.mlp.fc2.weight
         block.adapter = Adapter(ref.shape[0], bottleneck).to(device=ref.device, dtype=ref.dtype)
         params.extend(block.adapter.parameters())
     return params
 
 
-def remove_adapters(vit: nn.Module) -> None:
-    for block in vit.blocks:
+def remove_adapters(module: nn.Module) -> None:
+    for block in transformer_blocks(module):
         block.adapter = None
 
 
-def adapter_and_norm_parameters(vit: nn.Module) -> list[nn.Parameter]:
-    """Parameters that person-specific transfer trains: adapters and every layer norm."""
-    params = []
-    for name, p in vit.named_parameters():
-        parts = name.split(".")
-        if ".adapter." in name or (len(parts) >= 2 and parts[-2].startswith("norm")):
-            params.append(p)
-    return params
+def transfer_parameters(module: nn.Module) -> list[nn.Parameter]:
+    """Parameters person-specific transfer trains: adapters, every layer norm (found by type, not
+    by name) and the module's learnable latents (``latent_parameters()`` of it and its children).
+    Each parameter once, in module order."""
+    found: list[nn.Parameter] = []
+    seen: set[int] = set()
+
+    def take(params):
+        for p in params:
+            if id(p) not in seen:
+                seen.add(id(p))
+                found.append(p)
+
+    for m in module.modules():
+        if isinstance(m, (Adapter, nn.LayerNorm)):
+            take(m.parameters())
+        latent = getattr(m, "latent_parameters", None)
+        if callable(latent):
+            take(latent())
+    return found

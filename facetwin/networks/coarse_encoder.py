@@ -93,15 +93,22 @@ class HeadLayout:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+# The encoder's defaults, written once (CoarseModelConfig and the model file use these).
+HIDDEN = 512            # width of the MLP head
+FACE_FRACTION = 0.625   # template landmark width / crop width at zero camera output
+CENTRE_Y = 0.57         # template landmark centre height / crop height at zero output (the crops' layout)
+HEAD_INIT_STD = 1e-3    # std of the last layer's initial weights (small: start at the mean face)
+
+
 class CoarseEncoder(nn.Module):
     """Image (B, 3, S, S) in [0, 1] → :class:`CoarseParams`."""
 
     GLOBAL_LIMITS = (1.2, 1.5, 0.9)  # pitch, yaw, roll (radians)
     JAW_LIMITS = (0.45, 0.08, 0.08)  # opening, sideways, twist
 
-    def __init__(self, layout: HeadLayout, size: str = "tiny", image_size: int = 128, hidden: int = 512,
-                 face_fraction: float = 0.625, light_init: float = 3.5, predict_jaw: bool = True,
-                 head_init_std: float = 1e-3, centre_y: float = 0.57):
+    def __init__(self, layout: HeadLayout, size: str = "tiny", image_size: int = 128, hidden: int = HIDDEN,
+                 face_fraction: float = FACE_FRACTION, light_init: float = 3.5, predict_jaw: bool = True,
+                 head_init_std: float = HEAD_INIT_STD, centre_y: float = CENTRE_Y):
         super().__init__()
         self.layout = layout
         self.size = size
@@ -179,6 +186,13 @@ class CoarseEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> CoarseParams:
         return self.decode(self.head(self.features(images)))
 
+    def transfer_parameters(self) -> list[nn.Parameter]:
+        """What person-specific transfer trains: the adapters (after ``add_adapters(encoder)``)
+        and every layer norm; the coarse encoder has no learnable latent."""
+        from facetwin.networks.adapters import transfer_parameters
+
+        return transfer_parameters(self)
+
     def config(self) -> dict:
         """What :func:`build_from_config` needs to rebuild this encoder (stored with checkpoints)."""
         return {"size": self.size, "image_size": self.image_size, "hidden": self.head[0].out_features,
@@ -193,4 +207,4 @@ def build_from_config(cfg: dict) -> CoarseEncoder:
     layout["landmark_centre"] = tuple(layout["landmark_centre"])
     return CoarseEncoder(HeadLayout(**layout), size=cfg["size"], image_size=cfg["image_size"],
                          hidden=cfg["hidden"], face_fraction=cfg["face_fraction"], predict_jaw=cfg.get("predict_jaw", True),
-                         centre_y=cfg.get("centre_y", 0.5))
+                         centre_y=cfg["centre_y"])

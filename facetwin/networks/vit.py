@@ -183,7 +183,7 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: int) -> torch.Tenso
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise FacetwinError(f"checkpoint not found: {path}")
+        raise FacetwinError(f"ViT weights file not found: {path}")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -191,7 +191,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file
-        raise FacetwinError(f"cannot read checkpoint {path.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise FacetwinError(f"cannot read ViT weights {path.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     for key in ("model", "state_dict", "module"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
@@ -222,7 +222,7 @@ def adapt_state_dict(state: dict[str, torch.Tensor], vit: VisionTransformer, pre
         if k == "pos_embed":
             value = interpolate_pos_embed(value, vit.grid)
         if value.shape != own[k].shape:
-            raise FacetwinError(f"checkpoint tensor {key} has shape {tuple(value.shape)}, the ViT expects {tuple(own[k].shape)} (wrong size?)")
+            raise FacetwinError(f"weights tensor {key} has shape {tuple(value.shape)}, the ViT expects {tuple(own[k].shape)} (wrong size?)")
         out[k] = value.to(own[k].dtype)
     return out
 

@@ -1,5 +1,6 @@
-"""Masked-autoencoder pre-training of the ViT encoder on face crops (He et al., MAE) — the
-paper's "ViT-MAE" prior for the coarse encoder.
+"""``vit-pretrain``: masked-autoencoder pre-training of the ViT encoder on face crops (He et al.)
+— the paper's "ViT-MAE" prior for the coarse encoder. (In facetwin, "MAE" names the paper's
+detail network; this module is the encoder's pre-training only.)
 
 The encoder is :class:`facetwin.networks.vit.VisionTransformer` (timm/MAE names, so the
 pre-trained weights load with ``model.pretrained`` in a coarse config); the decoder is a small
@@ -29,7 +30,9 @@ def unpatchify(patches: torch.Tensor, p: int, grid: int) -> torch.Tensor:
     return x.reshape(B, 3, grid * p, grid * p)
 
 
-class MaskedAutoencoder(nn.Module):
+class VitPretrainer(nn.Module):
+    """ViT encoder + a small masked-patch decoder (the pre-training network)."""
+
     def __init__(self, encoder: VisionTransformer, decoder_dim: int = 128, decoder_depth: int = 2,
                  decoder_heads: int = 4, mask_ratio: float = 0.75):
         super().__init__()
@@ -46,6 +49,16 @@ class MaskedAutoencoder(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.n_patches = n
+
+    def latent_parameters(self) -> list[nn.Parameter]:
+        """Learnable tokens that are neither weights of a layer nor layer norms (the mask token)."""
+        return [self.mask_token]
+
+    def transfer_parameters(self) -> list[nn.Parameter]:
+        """What person-specific transfer would train: adapters, layer norms, the mask token."""
+        from facetwin.networks.adapters import transfer_parameters
+
+        return transfer_parameters(self)
 
     def random_masking(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Keep a random (1 - ratio) subset per image: (kept (B, K, D), mask (B, N) 1 = removed, restore idx)."""

@@ -99,17 +99,20 @@ def unoccluded_vertices(screen_vertices: torch.Tensor, faces: torch.Tensor, imag
 def nearest_silhouette_vertex(projected: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Index of the silhouette vertex nearest to each 2D target (e.g. the 17 contour landmarks).
 
+    The ONE implementation (L_sil's matching and the coarse model's contour at inference). The
+    distance is L1, Eq. 1's d. Chosen without gradient (an arg-min).
+
     Args:
-        projected: (B, V, 2) projected vertices; mask: (B, V) from :func:`silhouette_vertices`;
+        projected: (B, V, 2) projected vertices; mask: (B, V) bool from :func:`silhouette_vertices`;
         targets: (B, K, 2).
     Returns:
         (B, K) int64 vertex indices (-1 where an image has no silhouette vertex).
     """
     with torch.no_grad():
-        d = torch.cdist(targets.to(projected.dtype), projected)  # (B, K, V)
-        d = d.masked_fill(~mask[:, None, :], float("inf"))
-        dist, idx = d.min(-1)
-        return torch.where(torch.isfinite(dist), idx, torch.full_like(idx, -1))
+        d = torch.cdist(targets, projected.to(targets.dtype), p=1)  # (B, K, V)
+        d = d.masked_fill(~mask.to(torch.bool)[:, None, :], float("inf"))
+        idx = d.argmin(-1)
+        return torch.where(mask.to(torch.bool).any(1)[:, None], idx, torch.full_like(idx, -1))
 
 
 def landmark_normal_z(

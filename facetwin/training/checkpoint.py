@@ -1,5 +1,7 @@
-"""Training checkpoints (atomic, keep last K, exact resume) and the encoder export (fp16
-safetensors + JSON sidecar) that ships with facetwin and that inference loads.
+"""Training checkpoints: the resumable training state (atomic, keep last K, exact resume).
+
+A *checkpoint* is only this resumable state; the exported network (a *model file*, what
+inference and later stages load) is written and read by :mod:`facetwin.models.files`.
 
 A training checkpoint ``<out>/checkpoints/step_0000500.pt`` holds the model and optimizer
 state, the LR scheduler, the step, the data-sampler position and the RNG states of every
@@ -8,7 +10,6 @@ process (torch, numpy, python), so that resuming reproduces the uninterrupted ru
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -84,52 +85,3 @@ def load_checkpoint(path: Path) -> dict:
         return torch.load(str(path), map_location="cpu", weights_only=False)
     except Exception as exc:
         raise FacetwinError(f"cannot read checkpoint {path.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-
-
-# -- exported encoders (what inference and `facetwin train --init` read) ----------------------
-
-def export_safetensors(state: dict[str, torch.Tensor], meta: dict, path: Path, dtype=torch.float16) -> Path:
-    """Write ``state`` as ``path`` (.safetensors, ``dtype``) + ``path.json`` (``meta``), atomically.
-
-    The meta dict is also stored in the safetensors header (key ``facetwin``) so the weights
-    file alone suffices.
-    """
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous() for k, v in state.items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={"facetwin": json.dumps(meta)})
-    os.replace(tmp, path)
-    side = path.with_suffix(".json")
-    tmp_json = side.with_name(f".{side.name}.tmp{os.getpid()}")
-    tmp_json.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp_json, side)
-    return path
-
-
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(float32 state dict, meta) of an exported file; FacetwinError for a foreign/corrupt file."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FacetwinError(f"checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta_raw = (fh.metadata() or {}).get("facetwin")
-            state = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as exc:
-        raise FacetwinError(f"cannot read checkpoint {path.name}: not a safetensors file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if meta_raw is None:
-        side = path.with_suffix(".json")
-        if not side.is_file():
-            raise FacetwinError(f"{path.name} is not a facetwin checkpoint (no 'facetwin' metadata)")
-        meta_raw = side.read_text()
-    try:
-        meta = json.loads(meta_raw)
-    except json.JSONDecodeError:
-        raise FacetwinError(f"{path.name} has unreadable facetwin metadata") from None
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    return state, meta

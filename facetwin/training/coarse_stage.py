@@ -1,66 +1,80 @@
-"""The coarse stage (paper section 3.2) for the generic :class:`facetwin.training.engine.Trainer`.
+"""The coarse stage (paper section 3.2) for the generic :class:`facetwin.training.engine.Trainer`,
+and its typed config :class:`CoarseConfig`.
 
-Batch (from the data pipeline): ``image`` (B, 3, S, S) in [0, 1], ``landmarks`` (B, 68, 2) crop
-pixels, ``skin_mask`` (B, 1, S, S), ``identity`` (B,) int (-1 unknown), optional
-``occluder_mask`` and ``landmark_weight``.
+The stage only schedules: the forward and the loss inputs are the model layer's
+(:meth:`facetwin.models.coarse.CoarseModel.loss_inputs`), the loss terms the losses layer's
+(:func:`facetwin.losses.coarse.coarse_losses`), the data the one prepared-data reader
+(:mod:`facetwin.data.prepared`, batch keys ``image``, ``landmarks``, ``skin``, ``occluder``,
+``identity``), the model file :mod:`facetwin.models.files`.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from facetwin.inference.coarse_model import CoarseModel
-from facetwin.losses.coarse import CoarseLossInputs, CoarseLossWeights, coarse_losses
-from facetwin.networks.coarse_encoder import CoarseEncoder, HeadLayout
-from facetwin.training import checkpoint as ckpt
-from facetwin.training.config import CoarseConfig, to_dict
+from facetwin.data.prepared import PreparedDataConfig
+from facetwin.errors import FacetwinError
+from facetwin.losses.coarse import CoarseLossWeights, coarse_losses
+from facetwin.models import files
+from facetwin.models.coarse import CoarseModel, CoarseModelConfig, build_encoder, export_encoder, load_albedo
+from facetwin.training.config import ConfigError, OptimConfig, RunConfig, to_dict
 from facetwin.training.engine import Stage
 
 
-def build_encoder(cfg: CoarseConfig, head_model, n_albedo: int) -> CoarseEncoder:
-    layout = HeadLayout.from_head_model(head_model, n_albedo, cfg.model.n_shape or None, cfg.model.n_expr or None)
-    return CoarseEncoder(layout, size=cfg.model.size, image_size=cfg.model.image_size, hidden=cfg.model.hidden,
-                         face_fraction=cfg.model.face_fraction, predict_jaw=cfg.model.predict_jaw,
-                         head_init_std=cfg.model.head_init_std, centre_y=cfg.model.centre_y)
+@dataclass
+class RenderConfig:
+    """The ``render:`` section: everything about the render the photometric and identity terms
+    read (``render: false`` is short for ``render: {enabled: false}``)."""
+
+    enabled: bool = True          # photometric / identity terms need the render
+    size: int = 0                 # render (and photometric / identity terms) at size² (0 = the crop size)
+    identity_images: int = 0      # L_id on only the first N images of a batch (0 = all): it is costly on CPU
+    landmark_only_steps: int = 0  # DECA-style start: no render (photometric / identity) before this step
+    albedo: str = "open"          # "open" (the shipped albedo model) | "uniform" (a per-image colour)
+
+    def __post_init__(self):
+        for name in ("size", "identity_images", "landmark_only_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"render.{name} must be >= 0, got {getattr(self, name)}")
+        if self.albedo not in ("open", "uniform"):
+            raise ConfigError(f"render.albedo must be 'open' or 'uniform', not {self.albedo!r}")
 
 
-def load_albedo_model(n_default: int = 0):
-    """The open albedo model if it is installed, else None (a uniform per-image colour is used)."""
-    try:
-        from facetwin.appearance import load_albedo_model as _load  # type: ignore
-    except ImportError:
-        return None
-    try:
-        return _load()
-    except Exception:
-        return None
+@dataclass
+class CoarseEvalConfig:
+    helen: str = ""               # folder with images + .pts (e.g. data:eval/helen-test); '' = off
+    limit: int = 0                # only the first N images (0 = all)
 
 
-class UniformAlbedo(torch.nn.Module):
-    """Stand-in albedo: coefficients 0..2 are an RGB offset from a mean skin tone; texture (B, 3, 2, 2)."""
+@dataclass
+class CoarseConfig:
+    """``facetwin train coarse`` (configs/coarse.yaml)."""
 
-    n_coefficients = 3
-
-    def forward(self, coeffs: torch.Tensor) -> torch.Tensor:
-        base = coeffs.new_tensor([0.62, 0.45, 0.38])
-        rgb = (base + 0.1 * coeffs[:, :3]).clamp(0, 1)
-        return rgb[:, :, None, None].expand(-1, -1, 2, 2)
+    model: CoarseModelConfig = field(default_factory=CoarseModelConfig)
+    data: PreparedDataConfig = field(default_factory=PreparedDataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    loss: CoarseLossWeights = field(default_factory=CoarseLossWeights)  # every weight of Eq. 2 (losses/coarse.py)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    eval: CoarseEvalConfig = field(default_factory=CoarseEvalConfig)
 
 
 class CoarseStage(Stage):
     name = "coarse"
+    config_class = CoarseConfig
+    default_config = "coarse"
+    help = "train the coarse base model (ViT → head-model parameters)"
+    model_file = MODEL_FILE = "coarse_encoder.safetensors"
 
     def __init__(self, cfg: CoarseConfig, dataset=None, head_model=None, identity_loss=None):
         self.cfg = cfg
         self._dataset = dataset
         self._head_model = head_model
         self.identity_loss = identity_loss
-        self.weights = CoarseLossWeights.from_dict(dict(cfg.loss))
+        self.weights = cfg.loss
         self.init_steps = 0  # steps behind model.init_checkpoint
 
     # -- set-up ----------------------------------------------------------------------------
@@ -70,42 +84,47 @@ class CoarseStage(Stage):
         cfg = self.cfg
         dev = info.device
         head = self._head_model if self._head_model is not None else load_head_model(cfg.model.head_model)
-        self.albedo_model = load_albedo_model()
-        if self.albedo_model is None:
-            self.albedo_model = UniformAlbedo()
-        n_albedo = int(getattr(self.albedo_model, "n_coefficients", 3))
-        encoder = build_encoder(cfg, head, n_albedo)
+        albedo = load_albedo(cfg.render.albedo)
+        encoder = build_encoder(cfg.model, head, int(getattr(albedo, "n_coefficients", 3)))
         if cfg.model.pretrained:
             from facetwin.networks.vit import load_pretrained
 
             load_pretrained(encoder.vit, cfg.model.pretrained)
         if cfg.model.init_checkpoint:
-            state, init_meta = ckpt.read_safetensors(Path(cfg.model.init_checkpoint))
-            encoder.load_state_dict(state)
+            state, init_meta = files.read_model_file(Path(cfg.model.init_checkpoint), files.COARSE_ENCODER)
+            try:
+                encoder.load_state_dict(state)
+            except RuntimeError as exc:
+                raise FacetwinError(f"model.init_checkpoint {cfg.model.init_checkpoint} does not fit this model "
+                                    f"(model.size / hidden / head model differ): {str(exc).splitlines()[0]}") from None
             # a fine-tuned / warm-restarted model reports the steps behind it in total
             self.init_steps = int(init_meta.get("total_steps", init_meta.get("step", 0)))
-        self.coarse = CoarseModel(encoder, head, self.albedo_model).to(dev)
+        self.coarse = CoarseModel(encoder, head, albedo).to(dev)
         self.model = self.coarse.encoder
-        self.renderer = None
-        self.render_size = cfg.render_size or cfg.data.crop_size  # also the z-buffer of silhouette_outline
-        if cfg.render:
-            from facetwin.rendering import MeshRenderer
-
-            data = head.data
-            if data.uv_coords is not None or isinstance(self.albedo_model, UniformAlbedo):
-                uv, uvf = data.uv_coords, data.uv_faces
-                if uv is None:  # uniform albedo: any UV works
-                    uv, uvf = np.zeros((1, 2), np.float32), np.zeros_like(data.faces)
-                self.renderer = MeshRenderer(data.faces, uv, uvf, self.render_size).to(dev)
-        if self.identity_loss is None and self.weights.identity > 0 and cfg.render:
-            self.identity_loss = _identity_loss(dev)
-            if self.identity_loss is not None and cfg.identity_images > 0:
-                self.identity_loss = _first_images(self.identity_loss, cfg.identity_images)
+        self.coarse.render_size = cfg.render.size or cfg.data.crop_size  # also the z-buffer of silhouette_outline
+        if cfg.render.enabled and not self.coarse.attach_renderer(self.coarse.render_size):
+            raise FacetwinError(f"head model '{head.name}' has no UV layout for the albedo model: "
+                                "set render.albedo=uniform or render.enabled=false")
+        self._check_terms(dev)
         if self._dataset is None:
-            from facetwin.training.coarse_data import open_dataset
+            from facetwin.data.prepared import open_prepared
 
-            self._dataset = open_dataset(cfg.data, quiet=not info.is_main)
+            self._dataset = open_prepared(cfg.data, quiet=not info.is_main)
         self.dataset = self._dataset
+
+    def _check_terms(self, dev) -> None:
+        """A weighted term whose network cannot run stops the run here, at the start."""
+        w, cfg = self.weights, self.cfg
+        render_terms = [n for n in ("photometric", "identity") if getattr(w, n) > 0]
+        if render_terms and not cfg.render.enabled:
+            return  # the render terms are simply not computed (landmark-only training)
+        for name in ("emotion", "lip_reading"):
+            if getattr(w, name) > 0:
+                raise FacetwinError(f"loss.{name}={getattr(w, name)} needs a network facetwin does not ship; set loss.{name}=0")
+        if self.identity_loss is None and w.identity > 0 and cfg.render.enabled:
+            self.identity_loss = _identity_loss(dev, w.identity)
+            if cfg.render.identity_images > 0:
+                self.identity_loss = _first_images(self.identity_loss, cfg.render.identity_images)
 
     def parameter_groups(self, model, optim):
         backbone = [p for n, p in model.named_parameters() if n.startswith("vit.") and p.requires_grad]
@@ -120,88 +139,46 @@ class CoarseStage(Stage):
 
     # -- forward + losses ------------------------------------------------------------------
     def forward(self, model, batch, with_render: bool = True):
-        """Everything the losses need: (CoarseLossInputs, geometry)."""
+        """(CoarseLossInputs, geometry): the encoder (``model``, maybe DDP-wrapped) under the
+        engine's autocast, then the model layer's loss-input assembly."""
         images = batch["image"].float()
         with self.autocast():
             params = model(self.coarse.encoder_input(images))
-        geo = self.coarse.geometry(params, images.shape[-1])
-        render = render_mask = fragments = None
-        if with_render and self.renderer is not None:
-            render, render_mask, fragments = self.render(geo)
-        # the outline test reuses the render's z-buffer (same camera, same size) when there is one
-        sil = self.coarse.silhouette(geo, self.render_size if self.weights.silhouette_outline else None, fragments)
-        swapped = None
-        if self.weights.shape_consistency > 0 and "identity" in batch:
-            swapped = self.coarse.swapped_landmarks(geo, batch["identity"])
-        dyn = self.coarse.marching_contour(geo) if self.weights.contour_mode == "marching" else None
-        if self.weights.contour_mode == "marching" and dyn is None:
-            dyn = geo.landmarks2d[:, :17]  # static contour when the head model has no marching table
-        p = geo.params
-        image_r, skin, occ = images, batch.get("skin_mask"), batch.get("occluder_mask")
-        if render is not None and render.shape[-1] != images.shape[-1]:
-            # Everything at the render resolution: pixel quantities scale by R / crop, and the
-            # landmark terms are normalised by the image size, so they do not change.
-            R = render.shape[-1]
-            image_r = F.interpolate(images, size=(R, R), mode="bilinear", align_corners=False, antialias=True)
-            skin = None if skin is None else (F.interpolate(skin.float(), size=(R, R), mode="area") > 0.5).float()
-            occ = None if occ is None else (F.interpolate(occ.float(), size=(R, R), mode="area") > 0.0).float()
-            f = R / images.shape[-1]
-        else:
-            f = 1.0
-        inputs = CoarseLossInputs(
-            landmarks2d=geo.landmarks2d * f, landmarks_normal_z=geo.landmarks_normal_z, vertices2d=geo.vertices2d * f,
-            silhouette=sil, shape=p.shape, expression=p.expression, albedo=p.albedo, light=p.light,
-            image=image_r, gt_landmarks=batch["landmarks"].float() * f, render=render, render_mask=render_mask,
-            swapped_landmarks2d=None if swapped is None else swapped * f, dynamic_contour2d=None if dyn is None else dyn * f,
-            pose=p.pose, skin_mask=skin, occluder_mask=occ, landmark_weight=batch.get("landmark_weight"),
-        )
-        return inputs, geo
-
-    def render(self, geo):
-        """(render (B, 3, R, R), mask (B, 1, R, R), its Fragments) at ``render_size`` R."""
-        from facetwin.geometry.camera import orthographic_screen_vertices
-
-        f = self.render_size / geo.crop_size
-        screen = orthographic_screen_vertices(geo.vertices, geo.scale_px * f, geo.translation_px * f)
-        albedo = self.albedo_model(geo.params.albedo)
-        out = self.renderer.render(screen, geo.vertices, albedo, geo.params.light)
-        return out.image.clamp(0, 1), out.mask, out.fragments
+        return self.coarse.loss_inputs(params, batch, self.weights, with_render=with_render)
 
     def training_step(self, model, batch, step):
-        with_render = self.cfg.render and step >= self.cfg.landmark_only_steps
+        with_render = self.cfg.render.enabled and step >= self.cfg.render.landmark_only_steps
         inputs, geo = self.forward(model, batch, with_render=with_render)
         total, terms = coarse_losses(inputs, self.weights, identity_loss=self.identity_loss)
         logs = {k: float(v.detach()) for k, v in terms.items()}
         logs["nme"] = float(batch_nme(geo.landmarks2d.detach(), batch["landmarks"].float(), geo.crop_size))
         return total, logs
 
-    # -- pictures, evaluation, export --------------------------------------------------------
+    # -- pictures, evaluation, model file ------------------------------------------------------
     def visuals(self, model, batch, n: int = 6):
-        from facetwin.training.visuals import coarse_grid
-
         sub = {k: v[:n] if torch.is_tensor(v) else v for k, v in batch.items()}
-        inputs, geo = self.forward(model, sub, with_render=self.renderer is not None)
-        return coarse_grid(inputs, geo, self.coarse.head_model.faces)
+        inputs, geo = self.forward(model, sub, with_render=self.coarse.renderer is not None)
+        return self.coarse.picture(inputs, geo)
 
     def evaluate(self, model, step):
         if not self.cfg.eval.helen:
             return None
-        from facetwin.inference.landmark_eval import evaluate_folder
+        from facetwin.evaluation.landmarks import evaluate_folder
 
         res = evaluate_folder(self.coarse, resolve_data_path(self.cfg.eval.helen), limit=self.cfg.eval.limit or None, progress=False)
         return {k: v for k, v in res.items() if isinstance(v, float)}
 
     def export(self, model, out_dir, step, config):
-        return export_encoder(self.coarse.encoder, Path(out_dir) / "coarse_encoder.safetensors", self.coarse.head_model.name,
-                              step=step, config=config, command=(config or {}).get("command", ""), init_steps=self.init_steps)
+        return export_encoder(self.coarse.encoder, Path(out_dir) / self.model_file, self.coarse.head_model.name,
+                              contour=self.weights.contour_mode, step=step, config=config,
+                              command=(config or {}).get("command", ""), init_steps=self.init_steps)
 
-
-def export_encoder(encoder: CoarseEncoder, path: Path, head_model_name: str, step: int = 0, config: dict | None = None,
-                   command: str = "", init_steps: int = 0) -> Path:
-    """``step``: this run's steps; ``total_steps`` adds those of the checkpoint it started from."""
-    meta = {"format": "facetwin-coarse-encoder/1", "encoder": encoder.config(), "head_model": head_model_name,
-            "step": step, "total_steps": init_steps + step, "train_config": config or {}, "command": command}
-    return ckpt.export_safetensors(encoder.state_dict(), meta, path)
+    @staticmethod
+    def summary(summary: dict) -> dict:
+        last = summary["last"]
+        return {"out_dir": summary["out_dir"], "steps": summary["step"], "loss": last.get("loss"),
+                "train_nme": last.get("nme"), "images_per_s": summary["images_per_s"],
+                "model_file": f"{summary['out_dir']}/export/{CoarseStage.model_file}"}
 
 
 def _first_images(loss_fn, n: int):
@@ -230,15 +207,20 @@ def batch_nme(pred: torch.Tensor, gt: torch.Tensor, crop_size: float) -> torch.T
     return (d / norm).mean()
 
 
-def _identity_loss(device):
+def _identity_loss(device, weight: float):
     """DECA's L_id through dlib's face descriptor (ported to torch, with dlib's face-chip
-    alignment from the landmarks), or None if unavailable."""
+    alignment from the landmarks). A FacetwinError (the run stops at start) when it cannot load."""
     try:
         from facetwin.losses.identity import dlib_identity_loss
-    except ImportError:
-        return None
-    return dlib_identity_loss(device=device)
+
+        return dlib_identity_loss(device=device)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FacetwinError(f"loss.identity={weight:g} needs the dlib face descriptor, which cannot be loaded ({reason}); "
+                            "set loss.identity=0 to train without L_id") from None
 
 
 def config_summary(cfg: CoarseConfig) -> str:
+    import json
+
     return json.dumps(to_dict(cfg), sort_keys=True)

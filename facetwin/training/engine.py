@@ -36,9 +36,23 @@ from facetwin.training.config import OptimConfig, RunConfig
 
 
 class Stage:
-    """What one training stage supplies to :class:`Trainer`. Override the methods."""
+    """What one training stage supplies to :class:`Trainer`. Override the methods.
+
+    A stage registered in :mod:`facetwin.training.stages` also names its typed config
+    (``config_class``, defined beside the stage), its shipped config (``default_config``), a
+    one-line ``help`` and :meth:`summary` (what ``facetwin train <stage>`` prints).
+    """
 
     name = "stage"
+    config_class: type | None = None
+    default_config = ""
+    help = ""
+
+    @staticmethod
+    def summary(summary: dict) -> dict:
+        """The CLI's result from :meth:`Trainer.train`'s summary."""
+        return {"out_dir": summary["out_dir"], "steps": summary["step"], "loss": summary["last"].get("loss"),
+                "images_per_s": summary["images_per_s"]}
 
     def setup(self, info: ddp.DistInfo) -> None:
         """Build ``self.model`` (the trainable nn.Module, on ``info.device``) and ``self.dataset``."""
@@ -102,6 +116,16 @@ class SeededDataset(Dataset):
             torch.set_rng_state(saved[2])
 
 
+def _process_state() -> dict:
+    return {"threads": torch.get_num_threads(), "rng": ckpt.rng_state()}
+
+
+def _restore_process_state(state: dict) -> None:
+    if torch.get_num_threads() != state["threads"]:
+        torch.set_num_threads(state["threads"])
+    ckpt.set_rng_state(state["rng"])
+
+
 def sample_seed(run_seed: int, epoch: int, batch: int, pos: int) -> int:
     return int(np.random.SeedSequence([run_seed, epoch, batch, pos]).generate_state(1, np.uint64)[0] % (2 ** 62))
 
@@ -138,7 +162,7 @@ class Trainer:
     def setup(self) -> None:
         self.info = ddp.setup(self.run.device)
         if self.run.threads > 0:
-            torch.set_num_threads(self.run.threads)
+            torch.set_num_threads(self.run.threads)  # restored by train() (library calls leave no trace)
         seed = self.run.seed + 1000 * self.info.rank
         random.seed(seed)
         np.random.seed(seed)
@@ -156,7 +180,8 @@ class Trainer:
             kwargs = {"device_ids": [self.info.device.index]} if self.info.device.type == "cuda" else {}
             with warnings.catch_warnings():  # broadcast_buffers is deprecated in newer torch; same meaning
                 warnings.simplefilter("ignore", FutureWarning)
-                self.wrapped = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False, **kwargs)
+                self.wrapped = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False,
+                                                                   find_unused_parameters=self.run.find_unused_parameters, **kwargs)
         else:
             self.wrapped = model
         self.step = 0
@@ -253,12 +278,21 @@ class Trainer:
         return batch
 
     def train(self) -> dict:
-        """Run until ``run.steps``; returns a summary (last logged losses, throughput)."""
-        self.setup()
+        """Run until ``run.steps``; returns a summary (last logged losses, throughput).
+
+        Process-wide state the run sets (torch / numpy / python RNGs, the torch thread count) is
+        put back as it was when this returns or raises: a library caller's own seeding and
+        threads are not changed by training.
+        """
+        saved = _process_state()
         try:
-            return self._train()
+            self.setup()
+            try:
+                return self._train()
+            finally:
+                ddp.cleanup(self.info)
         finally:
-            ddp.cleanup(self.info)
+            _restore_process_state(saved)
 
     def _train(self) -> dict:
         from tqdm import tqdm

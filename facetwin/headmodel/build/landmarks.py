@@ -14,16 +14,7 @@ import numpy as np
 
 EMBEDDING_FILE = Path(__file__).with_name("landmark_embedding.json")
 
-# 0-based indices of the 68-point scheme and their left/right partners (subject's left = image right).
-_MIRROR_68 = (
-    list(range(16, -1, -1))                    # jaw 0..16
-    + list(range(26, 16, -1))                  # brows 17..26
-    + [27, 28, 29, 30] + [35, 34, 33, 32, 31]  # nose bridge, nostrils
-    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]  # eyes
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lips
-    + [64, 63, 62, 61, 60, 67, 66, 65]         # inner lips
-)
-MIRROR_68 = np.asarray(_MIRROR_68, np.int64)
+from facetwin.geometry.ibug68 import MIRROR_68  # noqa: E402,F401 (the one mirror table)
 
 
 def load_embedding(path: Path = EMBEDDING_FILE) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -1,0 +1,165 @@
+"""Model files: the ONE place an exported network is written and read.
+
+A *model file* is an exported network (what inference, evaluation and a later stage load), not
+a *checkpoint* (the resumable training state of :mod:`facetwin.training.checkpoint`). It is one
+safetensors file (float tensors stored as fp16 by default) whose header holds the metadata under
+the key ``facetwin``::
+
+    {"format": "facetwin-coarse-encoder/2",   # kind + version (FORMATS)
+     "inference": {...},                      # what a model needs at inference (see below)
+     ...}                                     # network description, steps, training config, command
+
+Written as one unit: the safetensors file (tensors + header metadata) is written atomically
+through :mod:`facetwin.outputs`, then the readable JSON sidecar ``<name>.json`` is written, last,
+from the same metadata. The reader trusts the header only; the sidecar is for people.
+
+Coarse encoder ``inference`` properties (read by :func:`facetwin.models.coarse.load_coarse_model`):
+``input_size`` (crop side in pixels the encoder takes), ``crop`` (``scale``: crop side / landmark
+box side, ``shift_up``: centre above the box centre, in box heights — the data pipeline's
+``crop_square``), ``contour`` (the 68-point contour convention the model was trained with).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from facetwin.errors import FacetwinError
+
+COARSE_ENCODER = "coarse-encoder"
+VIT = "vit"
+# kind -> current version. A newer file than this code, or a kind nobody reads, is refused.
+FORMATS = {COARSE_ENCODER: 2, VIT: 1}
+HEADER_KEY = "facetwin"
+
+
+def format_name(kind: str) -> str:
+    """``"coarse-encoder"`` → ``"facetwin-coarse-encoder/2"`` (the current version)."""
+    if kind not in FORMATS:
+        raise ValueError(f"unknown model-file kind {kind!r} (known: {', '.join(FORMATS)})")
+    return f"facetwin-{kind}/{FORMATS[kind]}"
+
+
+def parse_format(name: str) -> tuple[str, int]:
+    """``"facetwin-coarse-encoder/2"`` → ``("coarse-encoder", 2)``; ("", 0) for anything else."""
+    if not isinstance(name, str) or not name.startswith("facetwin-") or "/" not in name:
+        return "", 0
+    kind, _, version = name[len("facetwin-"):].rpartition("/")
+    try:
+        return kind, int(version)
+    except ValueError:
+        return "", 0
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def write_model_file(path: str | Path, state: dict[str, torch.Tensor], kind: str, meta: dict,
+                     dtype: torch.dtype = torch.float16) -> Path:
+    """Write ``state`` (float tensors as ``dtype``) + ``meta`` (its ``format`` is set from ``kind``).
+
+    The safetensors file carries the metadata in its header; the JSON sidecar is written after it,
+    from the same dict, so a crash can only leave an older sidecar next to a newer model, never a
+    model file without its metadata.
+    """
+    from safetensors.torch import save
+
+    from facetwin.outputs import dumps_json, write_bytes, write_text
+
+    path = Path(path)
+    meta = {"format": format_name(kind), **{k: v for k, v in meta.items() if k != "format"}}
+    header = dumps_json(meta)
+    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous() for k, v in state.items()}
+    write_bytes(path, save(tensors, metadata={HEADER_KEY: header}))
+    write_text(sidecar_path(path), json.dumps(json.loads(header), indent=2) + "\n")
+    return path
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The header metadata of a model file (no tensors read); FacetwinError for a foreign file."""
+    from safetensors import safe_open
+
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(HEADER_KEY)
+    except Exception as exc:
+        raise FacetwinError(f"cannot read model file {path.name}: not a safetensors file ({_first_line(exc)})") from None
+    return _decode(path, raw)
+
+
+def read_model_file(path: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """(float32 state dict, metadata) of a model file written by :func:`write_model_file`.
+
+    ``kind``: the network kind expected (e.g. :data:`COARSE_ENCODER`); another kind, a newer
+    version or a file without facetwin metadata is a :class:`FacetwinError` (one line).
+    Older versions are upgraded in memory (:func:`upgrade`).
+    """
+    from safetensors import safe_open
+
+    path = _existing(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(HEADER_KEY)
+            state = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:
+        raise FacetwinError(f"cannot read model file {path.name}: not a safetensors file ({_first_line(exc)})") from None
+    meta = upgrade(_decode(path, raw))
+    if kind is not None:
+        found, _ = parse_format(meta.get("format", ""))
+        if found != kind:
+            raise FacetwinError(f"{path.name} is not a facetwin {kind} model file (format {meta.get('format')!r})")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return state, meta
+
+
+def upgrade(meta: dict) -> dict:
+    """Metadata of an older version in the current one (a newer version is refused)."""
+    kind, version = parse_format(meta.get("format", ""))
+    if kind not in FORMATS:
+        raise FacetwinError(f"unknown model-file format {meta.get('format')!r}")
+    if version > FORMATS[kind]:
+        raise FacetwinError(f"model file format {meta['format']} is newer than this facetwin (reads up to "
+                            f"{format_name(kind)}); upgrade facetwin")
+    if kind == COARSE_ENCODER and version == 1:
+        # v1 kept the inference properties only implicitly (training config, pipeline defaults).
+        meta = dict(meta)
+        meta["encoder"] = {"centre_y": 0.5, **meta["encoder"]}  # v1 files without it were trained at 0.5
+        loss = (meta.get("train_config") or {}).get("loss") or {}
+        meta["inference"] = coarse_inference_properties(meta["encoder"]["image_size"], loss.get("contour_mode", "silhouette"))
+        meta["format"] = format_name(kind)
+    return meta
+
+
+def coarse_inference_properties(input_size: int, contour: str) -> dict:
+    """The ``inference`` section of a coarse-encoder model file (the data pipeline's crop rule)."""
+    from facetwin.data.alignment import DEFAULT_SCALE, DEFAULT_SHIFT_UP
+
+    return {"input_size": int(input_size), "contour": contour,
+            "crop": {"scale": float(DEFAULT_SCALE), "shift_up": float(DEFAULT_SHIFT_UP)}}
+
+
+def _existing(path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FacetwinError(f"model file not found: {path}")
+    return path
+
+
+def _decode(path: Path, raw: str | None) -> dict:
+    if raw is None:
+        raise FacetwinError(f"{path.name} is not a facetwin model file (no '{HEADER_KEY}' metadata in its header)")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError:
+        raise FacetwinError(f"{path.name} has unreadable facetwin metadata") from None
+    if not isinstance(meta, dict):
+        raise FacetwinError(f"{path.name} has unreadable facetwin metadata")
+    return meta
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
