@@ -13,7 +13,7 @@ from facetwin.data.augment import Augmenter
 from facetwin.data.datasets import AnnotatedFolder, ImageFolder, PreparedDataset, VideoFrames
 from facetwin.data.prepare import PrepareConfig, prepare
 from facetwin.data.pts import write_pts
-from facetwin.data.samplers import IdentityBatchSampler
+from facetwin.data.samplers import IdentityBatchSampler, identity_batches
 from facetwin.errors import FacetwinError
 
 
@@ -63,45 +63,75 @@ def test_identity_batches_from_real_dataset(prepared):
         ids = batch["identity"].tolist()
         assert len(ids) == 6 and ids[:3] == [ids[0]] * 3 and ids[3:] == [ids[3]] * 3
         seen += batch["key"]
-    # Strict mode: only full groups of 3 (ann, bob, the clip: 3 + 3 + 6 items; cid has 1).
+    # Strict mode: only full groups of 3 (ann, bob, the clip: 3 + 3 + 6 items = 4 groups, 2 batches; cid has 1).
     assert len(seen) == len(set(seen)) == 12
     assert not any("/cid/" in k for k in seen)
 
 
-def test_sampler_mixing_covers_everything_once():
+def test_identity_batches_group_by_identity_with_fixed_size_and_oversampling():
     ids = np.array([0] * 7 + [1] * 2 + [2] + [3] * 4 + list(range(4, 14)))
-    sampler = IdentityBatchSampler(ids, k=4, batch_size=8, seed=3)
-    batches = list(sampler)
+    batches = identity_batches(ids, np.random.default_rng(3), 8, per_identity=2)
+    assert all(len(b) == 8 for b in batches) and len(batches) == len(ids) // 8  # the engine needs equal batches
     flat = [i for b in batches for i in b]
-    assert sorted(flat) == list(range(len(ids)))  # every item exactly once per epoch
-    assert all(len(b) <= 8 for b in batches)
-    for b in batches:  # groups are contiguous runs of one identity, at most k long
-        runs, prev = [], None
-        for i in b:
-            if ids[i] != prev:
-                runs.append(0)
-                prev = ids[i]
-            runs[-1] += 1
-        assert max(runs) <= 4
-    # identity 0 (7 items) forms a group of 4 and one of 3.
-    group_sizes = sorted(sum(1 for i in b if ids[i] == 0) for b in batches if any(ids[i] == 0 for i in b))
-    assert sum(group_sizes) == 7 and max(group_sizes) >= 3
-    # Deterministic per (seed, epoch); a new epoch reshuffles.
-    assert [list(b) for b in IdentityBatchSampler(ids, k=4, batch_size=8, seed=3)] == batches
-    assert list(sampler) != batches
+    assert len(flat) == len(set(flat))  # each item at most once per epoch
+    # pairs of one identity sit next to each other: identity 0 (7 items) gives 3 pairs + 1 single
+    pairs = [(b[j], b[j + 1]) for b in batches for j in range(len(b) - 1) if ids[b[j]] == ids[b[j + 1]]]
+    assert sum(1 for x, y in pairs if ids[x] == 0) >= 2
+    # same rng seed, same epoch; another seed reshuffles
+    assert identity_batches(ids, np.random.default_rng(3), 8, 2) == batches
+    assert identity_batches(ids, np.random.default_rng(4), 8, 2) != batches
+    # oversampling: an item repeated 3 times appears 3 times per epoch (when the epoch keeps all)
+    reps = np.ones(len(ids), int)
+    reps[9] = 3
+    flat = [i for b in identity_batches(ids, np.random.default_rng(0), 1, 2, reps) for i in b]
+    assert flat.count(9) == 3 and len(flat) == len(ids) + 2
+    # the torch sampler is the same function, deterministic per (seed, epoch)
+    sampler = IdentityBatchSampler(ids, k=2, batch_size=8, seed=3)
+    first = list(sampler)
+    assert first == identity_batches(ids, np.random.default_rng([3, 0]), 8, 2) and list(sampler) != first
     with pytest.raises(ValueError):
         IdentityBatchSampler([0, 1, 2], k=2, batch_size=4, strict=True)
 
 
-def test_augmented_prepared_dataset_is_seeded(prepared):
+def test_augmented_prepared_dataset_is_seeded_by_numpy(prepared):
+    # the engine seeds numpy per sample; the reader draws every random choice from it
     ds = PreparedDataset(prepared, augment=Augmenter(occluder=1.0))
-    torch.manual_seed(5)
+    np.random.seed(5)
     a = ds[1]
-    torch.manual_seed(5)
+    np.random.seed(5)
     b = ds[1]
     assert torch.equal(a["image"], b["image"]) and torch.equal(a["landmarks"], b["landmarks"])
     assert a["occluder"].shape == (1, 96, 96) and a["occluder"].sum() > 0
     assert (a["skin"] * a["occluder"]).sum() == 0
+    np.random.seed(6)
+    assert not torch.equal(ds[1]["image"], a["image"])
+
+
+def test_one_reader_training_options_on_a_real_prepared_folder(prepared):
+    """preload, resize, border fill, oversampling and the training batch keys on real crops."""
+    lazy = PreparedDataset(prepared, size=64)
+    pre = PreparedDataset(prepared, size=64, preload=True)
+    for i in (0, 5, 12):  # preloading changes nothing but speed
+        x, y = lazy[i], pre[i]
+        assert all(torch.equal(x[k], y[k]) for k in ("image", "landmarks", "skin", "transform", "identity"))
+    s = pre[3]
+    assert set(s) >= {"image", "landmarks", "skin", "identity", "key", "transform", "gt_landmarks", "has_gt", "reliability"}
+    assert not s["has_gt"] and torch.isnan(s["gt_landmarks"]).all()  # no .pts in this folder: automatic labels
+    # identities numbered in order of first appearance (the identity batches' order)
+    assert pre.identities[pre.identity_of[0]] == pre.records[0]["identity"]
+    # the training reader (config → dataset): augmentation and border fill on, oversampling by key prefix
+    from facetwin.data.prepared import PreparedDataConfig, open_prepared
+
+    person = pre.keys[0].rsplit("/", 1)[0] + "/"
+    ds = open_prepared(PreparedDataConfig(root=str(prepared), crop_size=64, oversample={person: 3}), quiet=True)
+    hit = np.array([k.startswith(person) for k in ds.keys])
+    assert 0 < hit.sum() < len(ds) and (ds.repeats[hit] == 3).all() and (ds.repeats[~hit] == 1).all()
+    np.random.seed(0)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    assert batch["image"].shape == (4, 3, 64, 64) and batch["skin"].shape == (4, 1, 64, 64)
+    assert batch["occluder"].shape == (4, 1, 64, 64) and batch["landmarks"].shape == (4, 68, 2)
+    with pytest.raises(FacetwinError, match="fill_border"):
+        PreparedDataConfig(fill_border=1.5)
 
 
 def test_annotated_image_and_video_datasets(tmp_path):

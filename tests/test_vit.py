@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from coarse_standins import standin_head_model  # noqa: E402
 
 from facetwin.errors import FacetwinError  # noqa: E402
-from facetwin.networks.adapters import add_adapters, adapter_and_norm_parameters  # noqa: E402
+from facetwin.networks.adapters import add_adapters, transfer_parameters  # noqa: E402
 from facetwin.networks.coarse_encoder import CoarseEncoder, HeadLayout  # noqa: E402
 from facetwin.networks.vit import VisionTransformer, interpolate_pos_embed, load_pretrained, sincos_pos_embed  # noqa: E402
 
@@ -96,7 +96,7 @@ def test_adapters_start_as_identity_and_train_only_adapters_and_norms():
     # A base checkpoint still loads into the adapted model (adapter keys are extra).
     missing, unexpected = vit.load_state_dict(base_state, strict=False)
     assert unexpected == [] and all(".adapter." in k for k in missing)
-    trainable = adapter_and_norm_parameters(vit)
+    trainable = transfer_parameters(vit)
     names = {id(p): n for n, p in vit.named_parameters()}
     assert {names[id(p)].split(".")[-2] for p in trainable} == {"down", "up", "norm1", "norm2", "norm"}
     # Adapters change the output once trained.
@@ -130,8 +130,65 @@ def test_coarse_encoder_ranges_and_initial_prediction():
     assert q.scale.item() <= enc.s_ref * 2.72
 
 
-def test_mae_patchify_roundtrip_masking_and_learning():
-    from facetwin.networks.mae import MaskedAutoencoder, patchify, unpatchify
+def test_adapters_in_an_encoder_decoder_and_its_learnable_latent():
+    from facetwin.networks.vit_pretrain import VitPretrainer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=32, embed_dim=32, depth=2, num_heads=2)
+    net = VitPretrainer(vit, decoder_dim=16, decoder_depth=2, decoder_heads=2)
+    x = torch.rand(2, 3, 32, 32)
+    torch.manual_seed(1)
+    loss0, pred0, _ = net(x)
+    params = add_adapters(net, bottleneck=4)
+    # every block, encoder (2) and decoder (2), got one; still the identity
+    assert all(b.adapter is not None for b in list(vit.blocks) + list(net.decoder_blocks))
+    assert len(params) == 4 * 4
+    torch.manual_seed(1)
+    loss1, pred1, _ = net(x)
+    assert torch.allclose(pred0, pred1, atol=1e-6)
+    trainable = {id(p) for p in net.transfer_parameters()}
+    assert id(net.mask_token) in trainable  # the learnable latent is declared, not found by name
+    assert all(id(p) in trainable for p in params)
+    assert id(net.decoder_norm.weight) in trainable and id(vit.blocks[0].norm2.bias) in trainable
+    assert id(vit.blocks[0].mlp.fc1.weight) not in trainable and id(net.decoder_pred.weight) not in trainable
+    with pytest.raises(ValueError, match="no transformer blocks"):
+        add_adapters(torch.nn.Linear(3, 3))
+
+
+def test_adapters_inside_the_shipped_coarse_encoder():
+    from facetwin.models.coarse import load_coarse_model
+
+    model, meta = load_coarse_model("default")
+    enc = model.encoder
+    x = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        before = enc(x)
+    params = add_adapters(enc, bottleneck=8)
+    assert len(params) == 4 * len(enc.vit.blocks) == 48
+    with torch.no_grad():
+        after = enc(x)
+    for k in ("shape", "expression", "pose", "scale", "translation", "light"):
+        assert torch.allclose(getattr(before, k), getattr(after, k), atol=1e-5), k  # identity at insertion
+    trainable = enc.transfer_parameters()
+    n_norm = sum(p.numel() for m in enc.modules() if isinstance(m, torch.nn.LayerNorm) for p in m.parameters())
+    n_adapt = sum(p.numel() for p in params)
+    assert sum(p.numel() for p in trainable) == n_norm + n_adapt
+    assert n_adapt + n_norm < 0.05 * sum(p.numel() for p in enc.parameters())  # a small fraction is trained
+    # one step on the transfer parameters only moves the prediction and leaves the rest untouched
+    frozen = {n: p.detach().clone() for n, p in enc.named_parameters() if all(p is not q for q in trainable)}
+    opt = torch.optim.SGD(trainable, lr=1e-2)
+    for p in enc.parameters():
+        p.requires_grad_(any(p is q for q in trainable))
+    loss = enc(x).shape.square().mean()
+    loss.backward()
+    opt.step()
+    assert all(torch.equal(p, frozen[n]) for n, p in enc.named_parameters() if n in frozen)
+    with torch.no_grad():
+        assert not torch.allclose(enc(x).shape, before.shape, atol=1e-7)
+
+
+def test_vit_pretrain_patchify_roundtrip_masking_and_learning():
+    from facetwin.networks.vit_pretrain import VitPretrainer as MaskedAutoencoder, patchify, unpatchify
 
     torch.manual_seed(0)
     x = torch.rand(2, 3, 32, 32)

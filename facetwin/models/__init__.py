@@ -6,5 +6,5 @@
 
 Room for ``detail.py`` (the detail MAE) and ``person.py`` (person-specific transfer). Layers:
 ``models`` sits above networks / headmodel / rendering / losses / geometry and below
-``training``, ``inference`` and ``evaluation``; it never imports ``facetwin.training``.
+``training``, ``inference`` and ``evaluation``; it never imports the training package.
 """

@@ -1,7 +1,7 @@
 """Model files: the ONE place an exported network is written and read.
 
 A *model file* is an exported network (what inference, evaluation and a later stage load), not
-a *checkpoint* (the resumable training state of :mod:`facetwin.training.checkpoint`). It is one
+a *checkpoint* (the resumable training state, written by the training engine). It is one
 safetensors file (float tensors stored as fp16 by default) whose header holds the metadata under
 the key ``facetwin``::
 

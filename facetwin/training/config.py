@@ -45,7 +45,7 @@ class OptimConfig:
     head_lr_scale: float = 1.0    # lr multiplier of non-backbone parameters
 
     def __post_init__(self):
-        _positive("optim.lr", self.lr)
+        _at_least("optim.lr", self.lr, 0)  # 0: a frozen run (e.g. to check a warm restart)
         _at_least("optim.weight_decay", self.weight_decay, 0)
         if not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
