@@ -45,7 +45,70 @@ def test_export_is_fp16_and_small(exported):
     assert dtypes == {"F16"}
     assert exported.stat().st_size < 15e6
     meta = json.loads(exported.with_suffix(".json").read_text())
-    assert meta["format"] == "facetwin-coarse-encoder/1" and meta["head_model"] == "open"
+    assert meta["format"] == "facetwin-coarse-encoder/2" and meta["head_model"] == "open"
+
+
+def test_model_file_header_is_the_truth_and_the_sidecar_is_written_from_it(exported, tmp_path):
+    import shutil
+
+    from facetwin.models import files
+
+    with safe_open_meta(exported) as header:
+        assert json.loads(header) == json.loads(exported.with_suffix(".json").read_text())  # one unit
+    meta = files.read_metadata(exported)
+    assert meta["inference"] == {"input_size": 128, "contour": "silhouette", "crop": {"scale": 1.6, "shift_up": 0.12}}
+    # The reader trusts the header: a stale or missing sidecar changes nothing.
+    copy = tmp_path / "m.safetensors"
+    shutil.copy(exported, copy)
+    copy.with_suffix(".json").write_text('{"format": "facetwin-coarse-encoder/2", "inference": {"contour": "marching"}}')
+    _, m2 = load_coarse_model(copy)
+    assert m2["inference"]["contour"] == "silhouette"
+    copy.with_suffix(".json").unlink()
+    assert load_coarse_model(copy)[1]["step"] == meta["step"]
+    # A newer format version than this code is refused with one line; an older one is upgraded.
+    state, _ = files.read_model_file(exported)
+    newer = dict(meta, format="facetwin-coarse-encoder/9")
+    from safetensors.torch import save_file
+
+    save_file({k: v.half() for k, v in state.items()}, str(tmp_path / "new.safetensors"), metadata={"facetwin": json.dumps(newer)})
+    with pytest.raises(FacetwinError, match="newer than this facetwin"):
+        load_coarse_model(tmp_path / "new.safetensors")
+    old = {k: v for k, v in meta.items() if k != "inference"}
+    old["format"] = "facetwin-coarse-encoder/1"
+    old["train_config"] = {"loss": {"contour_mode": "marching"}}
+    save_file({k: v.half() for k, v in state.items()}, str(tmp_path / "old.safetensors"), metadata={"facetwin": json.dumps(old)})
+    _, m3 = load_coarse_model(tmp_path / "old.safetensors")
+    assert m3["format"] == "facetwin-coarse-encoder/2" and m3["inference"]["contour"] == "marching"
+
+
+def test_shipped_model_file_is_current_fp16_and_carries_its_inference_properties():
+    from facetwin.models import files
+
+    meta = files.read_metadata(DEFAULT_CHECKPOINT)  # the header alone, no sidecar needed
+    assert meta["format"] == files.format_name(files.COARSE_ENCODER)
+    assert meta["inference"]["input_size"] == meta["encoder"]["image_size"] == 128
+    assert meta["inference"]["contour"] == "silhouette" and meta["total_steps"] == 13000
+    with safe_open_meta(DEFAULT_CHECKPOINT, dtypes=True) as dtypes:
+        assert dtypes == {"F16"}
+    assert DEFAULT_CHECKPOINT.stat().st_size < 15e6
+
+
+class safe_open_meta:
+    """Context manager: the raw 'facetwin' header string (or the tensor dtypes) of a safetensors file."""
+
+    def __init__(self, path, dtypes=False):
+        self.path, self.dtypes = path, dtypes
+
+    def __enter__(self):
+        from safetensors import safe_open
+
+        with safe_open(str(self.path), framework="pt") as fh:
+            if self.dtypes:
+                return {fh.get_slice(k).get_dtype() for k in fh.keys()}
+            return fh.metadata()["facetwin"]
+
+    def __exit__(self, *exc):
+        return False
 
 
 def test_reconstruct_astronaut_coordinates_are_consistent(exported, astronaut):
@@ -76,7 +139,7 @@ def test_clear_errors(exported, tmp_path):
         FaceTwin(exported).reconstruct(np.full((200, 200, 3), 128, np.uint8))
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
-    with pytest.raises(FacetwinError, match="cannot read checkpoint"):
+    with pytest.raises(FacetwinError, match="cannot read model file"):
         load_coarse_model(bad)
     with pytest.raises(FacetwinError, match="not found"):
         load_coarse_model(tmp_path / "missing.safetensors")
@@ -85,7 +148,13 @@ def test_clear_errors(exported, tmp_path):
 
     other = tmp_path / "other.safetensors"
     save_file({"w": torch.zeros(2)}, str(other), metadata={"facetwin": json.dumps({"format": "something-else"})})
-    with pytest.raises(FacetwinError, match="not a facetwin coarse-encoder"):
+    with pytest.raises(FacetwinError, match="unknown model-file format"):
+        load_coarse_model(other)
+    save_file({"w": torch.zeros(2)}, str(other), metadata={"facetwin": json.dumps({"format": "facetwin-vit/1"})})
+    with pytest.raises(FacetwinError, match="not a facetwin coarse-encoder model file"):
+        load_coarse_model(other)
+    save_file({"w": torch.zeros(2)}, str(other))  # no facetwin header at all
+    with pytest.raises(FacetwinError, match="not a facetwin model file"):
         load_coarse_model(other)
 
 

@@ -267,12 +267,12 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             value = raw
         node = data
         parts = key.split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
             elif not isinstance(child, dict):
-                raise ConfigError(f"override '{item}': {part} is not a section")
+                raise ConfigError(f"override '{item}': {'.'.join(parts[:i + 1])} is not a section")
             else:
                 child = node[part] = dict(child)
             node = child
