@@ -141,6 +141,8 @@ def _coerce(value, hint, key: str):
             return int(value)
         return float(value)
     if hint is str:
+        if value is None:  # `key:` / `--set key=` (empty)
+            return ""
         if isinstance(value, str):
             return value
         raise ConfigError(f"{key} must be a string, got {_describe(value)}")
