@@ -1,11 +1,11 @@
-"""What MAE pre-training brings the coarse encoder, at an equal compute budget.
+"""What vit-pretrain (masked-autoencoder pre-training) brings the coarse encoder, at an equal compute budget.
 
     python benchmarks/mae_prior.py --mae-steps 1500 --coarse-steps 1000 --data prepared --out runs/mae_prior
 
 Three runs of the shipped configs on the prepared crops (each under torchrun with ``--procs``
 processes × 1 thread, each resumable: a finished run is reused):
 
-1. ``facetwin train mae`` for ``--mae-steps`` (wall time T_mae);
+1. ``facetwin train vit-pretrain`` for ``--mae-steps`` (wall time T_mae);
 2. ``facetwin train coarse`` for ``--coarse-steps`` starting from the MAE encoder (T_coarse);
 3. ``facetwin train coarse`` from scratch for ``--coarse-steps`` × (T_mae + T_coarse) / T_coarse
    steps, i.e. the same wall time as 1 + 2.
@@ -78,9 +78,9 @@ def main() -> None:
     data = ["--set", f"data.root={a.data}"]
     coarse = ["train", "coarse", "--config", "coarse", "--set", "run.image_every=0"] + data + sets
 
-    t_mae = _stage("mae", a.out, ["train", "mae", "--config", "mae", "--steps", str(a.mae_steps)] + data,
+    t_mae = _stage("mae", a.out, ["train", "vit-pretrain", "--config", "vit-pretrain", "--steps", str(a.mae_steps)] + data,
                    a.procs, a.port, times)
-    vit = a.out / "mae" / "export" / "vit_mae.safetensors"
+    vit = a.out / "mae" / "export" / "vit_pretrain.safetensors"
     t_ft = _stage("coarse_from_mae", a.out, coarse + ["--steps", str(a.coarse_steps), "--set", f"model.pretrained={vit}"],
                   a.procs, a.port, times)
     scratch_steps = round(a.coarse_steps * (t_mae + t_ft) / t_ft)
