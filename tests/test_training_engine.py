@@ -126,11 +126,12 @@ from coarse_standins import SyntheticFaces, standin_head_model
 from facetwin.training.coarse_stage import CoarseConfig, CoarseStage
 from facetwin.training.config import load_config, to_dict
 from facetwin.training.engine import Trainer
-cfg = load_config(CoarseConfig, "coarse_smoke", {tiny!r} + ["run.out_dir=" + sys.argv[1], "run.steps=3", "run.threads=1"])
+cfg = load_config(CoarseConfig, "coarse_smoke", {tiny!r} + ["run.out_dir=" + sys.argv[1], "run.steps=3", "run.threads=1", "run.find_unused_parameters=true"])
 tr = Trainer(CoarseStage(cfg, dataset=SyntheticFaces(n=16, size=32, seed=2), head_model=standin_head_model()), cfg.run, cfg.optim, to_dict(cfg), quiet=True)
 out = tr.train()
 h = hashlib.sha1(b"".join(v.detach().numpy().tobytes() for v in tr.stage.model.state_dict().values())).hexdigest()
-json.dump({{"rank": tr.info.rank, "world": tr.info.world_size, "hash": h, "step": out["step"]}}, open(sys.argv[1] + f"/rank{{tr.info.rank}}.json", "w"))
+json.dump({{"rank": tr.info.rank, "world": tr.info.world_size, "hash": h, "step": out["step"],
+           "unused": tr.wrapped.find_unused_parameters}}, open(sys.argv[1] + f"/rank{{tr.info.rank}}.json", "w"))
 '''
 
 
@@ -152,6 +153,7 @@ def test_torchrun_two_gloo_processes(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world"] == 2 and r["step"] == 3 for r in ranks)
+    assert all(r["unused"] is True for r in ranks)  # run.find_unused_parameters reaches DDP
     assert ranks[0]["hash"] == ranks[1]["hash"]  # DDP kept the replicas identical
     assert (out / "checkpoints" / "step_0000003.pt").is_file()
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

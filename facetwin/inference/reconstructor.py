@@ -105,12 +105,12 @@ def _first(x):
 
 
 class FaceTwin:
-    """Coarse 3D face reconstruction from one image (``checkpoint``: "default", a
-    ``.safetensors`` export or a training run folder)."""
+    """Coarse 3D face reconstruction from one image (``model_file``: "default", a coarse-encoder
+    ``.safetensors`` model file or a training run folder)."""
 
-    def __init__(self, checkpoint: str | Path | None = "default", head_model: str | None = None, device: str = "cpu"):
+    def __init__(self, model_file: str | Path | None = "default", head_model: str | None = None, device: str = "cpu"):
         self.device = torch.device(device)
-        self.model, self.meta = load_coarse_model(checkpoint, head_model, self.device)
+        self.model, self.meta = load_coarse_model(model_file, head_model, self.device)
         inference = self.meta["inference"]  # stored in the model file (facetwin.models.files)
         self.crop_size = int(inference["input_size"])
         self.crop_rule = dict(inference["crop"])
