@@ -6,4 +6,4 @@ library users catch it like any other exception.
 
 
 class FacetwinError(Exception):
-    """A failure caused by the user's input (bad path, corrupt file, no face, wrong checkpoint)."""
+    """A failure caused by the user's input (bad path, corrupt file, no face, wrong model file, config mistake)."""

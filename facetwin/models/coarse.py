@@ -369,7 +369,7 @@ def resolve_model_file(model_file: str | Path | None) -> Path:
     folder (its ``export/coarse_encoder.safetensors``)."""
     if model_file in (None, "", "default"):
         if not DEFAULT_MODEL_FILE.is_file():
-            raise FacetwinError(f"the shipped coarse model file is missing ({DEFAULT_MODEL_FILE}); pass --checkpoint PATH")
+            raise FacetwinError(f"the shipped coarse model file is missing ({DEFAULT_MODEL_FILE}); pass a model file (.safetensors) instead")
         return DEFAULT_MODEL_FILE
     path = Path(model_file)
     if path.is_dir():  # a training run folder

@@ -194,7 +194,7 @@ class CoarseEncoder(nn.Module):
         return transfer_parameters(self)
 
     def config(self) -> dict:
-        """What :func:`build_from_config` needs to rebuild this encoder (stored with checkpoints)."""
+        """What :func:`build_from_config` needs to rebuild this encoder (stored in its model file)."""
         return {"size": self.size, "image_size": self.image_size, "hidden": self.head[0].out_features,
                 "face_fraction": self.face_fraction, "centre_y": self.centre_y, "predict_jaw": self.predict_jaw,
                 "layout": self.layout.to_dict()}

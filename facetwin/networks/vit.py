@@ -1,4 +1,4 @@
-"""A plain-torch Vision Transformer whose parameter names match timm / MAE checkpoints.
+"""A plain-torch Vision Transformer whose parameter names match timm / MAE weights files.
 
 timm (and torchvision) do not import beside the CPU torch here, so the ViT is written out. Its
 ``state_dict`` keys are the ones of ``timm.models.vision_transformer.VisionTransformer`` and of
