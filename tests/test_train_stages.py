@@ -45,6 +45,7 @@ def _cfg(prepared, out, *extra, config="coarse"):
     return load_config(CoarseConfig, config, SMALL + [f"data.root={prepared}", f"run.out_dir={out}", *extra])
 
 
+@pytest.mark.slow
 def test_coarse_render_path_with_the_shipped_config(prepared, tmp_path):
     """The shipped configuration (render on, photometric + identity terms, identity batches,
     bf16, border fill, augmentation) on real crops: the terms appear after the landmark-only
@@ -143,6 +144,7 @@ def test_engine_leaves_process_state_as_it_found_it(prepared, tmp_path):
     assert torch.equal(torch.rand(3), expect[0]) and np.array_equal(np.random.rand(3), expect[1]) and random.random() == expect[2]
 
 
+@pytest.mark.slow
 def test_vit_pretrain_stage_trains_and_its_model_file_starts_a_coarse_run(prepared, tmp_path):
     from facetwin.training.vit_pretrain_stage import VitPretrainConfig, VitPretrainStage
 
@@ -166,6 +168,7 @@ def test_vit_pretrain_stage_trains_and_its_model_file_starts_a_coarse_run(prepar
     assert torch.allclose(vit_state["blocks.0.attn.qkv.weight"], state["blocks.0.attn.qkv.weight"])
 
 
+@pytest.mark.slow
 def test_train_cli_lists_registered_stages_and_runs_one(prepared, tmp_path, monkeypatch):
     from facetwin.cli.main import build_parser
     from facetwin.training import stages
