@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from facetwin.geometry.rotation import head_yaw
+from facetwin.geometry.rotation import head_yaw  # noqa: F401 (re-exported: the one yaw)
 
 __all__ = ["head_yaw", "yaw_bin", "select_dynamic_contour", "dynamic_contour_points", "contour_table"]
 

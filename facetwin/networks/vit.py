@@ -127,6 +127,12 @@ class VisionTransformer(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def transfer_parameters(self) -> list[nn.Parameter]:
+        """What person-specific transfer trains: adapters (after ``add_adapters``) and layer norms."""
+        from facetwin.networks.adapters import transfer_parameters
+
+        return transfer_parameters(self)
+
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) → patch tokens with position embedding (B, N, dim), no class token."""
         return self.patch_embed(images) + self.pos_embed[:, 1:]
