@@ -149,7 +149,7 @@ def test_vit_pretrain_stage_trains_and_its_model_file_starts_a_coarse_run(prepar
     from facetwin.training.vit_pretrain_stage import VitPretrainConfig, VitPretrainStage
 
     cfg = load_config(VitPretrainConfig, "vit-pretrain", [
-        f"data.root={prepared}", f"run.out_dir={tmp_path / 'pre'}", "model.image_size=64", "model.decoder_dim=32",
+        f"data.root={prepared}", f"run.out_dir={tmp_path / 'pre'}", "model.image_size=48", "model.decoder_dim=32",
         "model.decoder_depth=1", "run.batch_size=6", "run.steps=12", "run.workers=0", "run.log_every=4",
         "run.image_every=12", "run.checkpoint_every=12", "optim.warmup_steps=2", "optim.lr=2e-3", "data.identity_batches=false"])
     tr = Trainer(VitPretrainStage(cfg), cfg.run, cfg.optim, to_dict(cfg), quiet=True)
@@ -159,7 +159,7 @@ def test_vit_pretrain_stage_trains_and_its_model_file_starts_a_coarse_run(prepar
     assert (tmp_path / "pre" / "images" / "step_0000012.png").is_file()
     path = tmp_path / "pre" / "export" / "vit_pretrain.safetensors"
     state, meta = files.read_model_file(path, files.VIT)
-    assert meta["format"] == "facetwin-vit/1" and meta["image_size"] == 64 and all(v.dtype == torch.float32 for v in state.values())
+    assert meta["format"] == "facetwin-vit/1" and meta["image_size"] == 48 and all(v.dtype == torch.float32 for v in state.values())
     # ... and `model.pretrained` of a coarse run loads it into the encoder's ViT
     coarse = _cfg(prepared, tmp_path / "c", "run.steps=0", "render=false", "loss.identity=0", f"model.pretrained={path}")
     ctr = Trainer(CoarseStage(coarse), coarse.run, coarse.optim, to_dict(coarse), quiet=True)
