@@ -146,3 +146,39 @@ def test_symmetric_lscm_on_a_known_surface():
     uv = du.symmetric_lscm(v, f, mirror)
     np.testing.assert_allclose(uv[:, 0], v[:, 0] / 2, atol=1e-9)     # height 2 → 1: scale ½
     np.testing.assert_allclose(uv[:, 1], v[:, 1] / 2, atol=1e-9)
+
+
+def test_uv_mapper_and_renderer_in_the_detail_layout(data):
+    """Maps in the detail layout: vertex values round-trip inside the chart and are 0 outside;
+    the renderer samples detail normals there and keeps the mesh normal elsewhere."""
+    from facetwin.geometry.camera import orthographic_screen_vertices
+    from facetwin.rendering.renderer import MeshRenderer
+    from facetwin.rendering.shading import default_lighting
+    from facetwin.rendering.uv import UVMapper
+
+    m = UVMapper.from_head_model(data, 256, layout="detail")
+    v = torch.as_tensor(data.v_template)[None]
+    back = m.vertex_values(m.attribute_map(v))[0]
+    chart, region = _chart(data)
+    in_face = np.zeros(data.n_vertices, bool)
+    in_face[data.faces[region].ravel()] = True
+    outside = np.ones(data.n_vertices, bool)
+    outside[data.faces[chart].ravel()] = False
+    assert (back[torch.as_tensor(in_face)] - v[0, torch.as_tensor(in_face)]).norm(dim=1).median() < 1e-3
+    assert (back[torch.as_tensor(outside)] == 0).all()
+    # A displacement moves face vertices only.
+    disp = m.displace_vertices(v, torch.full((1, 1, 256, 256), 0.002) * m.mask)
+    moved = (disp - v)[0].norm(dim=1)
+    assert (moved[torch.as_tensor(outside)] == 0).all() and moved[torch.as_tensor(in_face)].median() > 0.0015
+
+    r = MeshRenderer.from_head_model(data, 128, detail_uv=True)
+    sv = orthographic_screen_vertices(v.float(), torch.tensor([500.0]), torch.tensor([[64.0, 64 + 500 * 0.13]]))
+    light = default_lighting(1)
+    frags = r.rasterize(sv)
+    plain = r.render(sv, v.float(), None, light, fragments=frags).image
+    n0 = m.detail_normal_map(v.float(), torch.zeros(1, 1, 256, 256))
+    det = r.render(sv, v.float(), None, light, detail_normals=n0, fragments=frags).image
+    charted = torch.as_tensor(chart)[frags.triangle_ids.clamp_min(0)] & (frags.triangle_ids >= 0)
+    diff = (det - plain).abs().mean(1)[0]
+    assert (diff[~charted[0]] == 0).all()
+    assert diff[charted[0]].mean() < 0.02 and charted.sum() > 2000
