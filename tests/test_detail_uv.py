@@ -1,5 +1,7 @@
 """The open head model's detail UV layout (facetwin.headmodel.build.detail_uv) and its use."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -109,8 +111,6 @@ def test_flame_like_model_without_detail_uv_still_loads(tmp_path, data):
     """A head model without the detail layout (FLAME) loads, and asking for it is a clear error."""
     from facetwin.errors import FacetwinError
     from facetwin.rendering.uv import UVMapper
-
-    import dataclasses
 
     plain = dataclasses.replace(data, detail_uv_coords=None, detail_uv_faces=None, detail_face_region=None)
     p = tmp_path / "plain.npz"

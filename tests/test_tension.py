@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from facetwin.geometry.mesh import cylinder, edges
-from facetwin.geometry.tension import DEFAULT_K, tension
+from facetwin.geometry.tension import tension
 
 
 @pytest.fixture(scope="module")
