@@ -43,7 +43,7 @@ def symmetrise_points(v: np.ndarray, mirror: np.ndarray) -> np.ndarray:
 
 def build(prior=None, seed: int = SEED, n_shape: int = N_SHAPE, embedding_path: Path | None = None,
           verbose: bool = True) -> HeadModelData:
-    from facetwin.headmodel.build import anny_source, contour, identity, landmarks, regions
+    from facetwin.headmodel.build import anny_source, contour, detail_uv, identity, landmarks, regions
 
     log = print if verbose else (lambda *a, **k: None)
     t0 = time.time()
@@ -95,6 +95,12 @@ def build(prior=None, seed: int = SEED, n_shape: int = N_SHAPE, embedding_path: 
     uv = regions.skin_uv_layout(head.uv, head.uv_faces, skin_faces)
 
     skin_v = regions.vertex_mask_of_faces(head.faces, skin_faces, V)
+    # Detail UVs: the face skin (face, nose, lips, eyelids) in its own symmetric chart.
+    face_skin = masks["face"] | masks["nose"] | masks["lips"] | masks["eyes"]
+    detail = detail_uv.detail_uv_layout(template, head.faces, skin_faces, face_skin, mirror)
+    detail_stats = detail_uv.summary(template, head.faces, detail)
+    log(f"detail UVs: face skin covers {100 * detail_stats['face_coverage']:.1f} % of the map, "
+        f"{detail_stats['flipped_triangles']} flipped triangles ({time.time() - t0:.1f} s)")
     excluded = masks["nose"] | masks["ears"] | masks["lips"] | masks["eyes"] | masks["eyeballs"] \
         | masks["eye_sockets"] | masks["mouth_interior"] | masks["neck"]
     # The outline of the face: skin in front of the ears and above the neck (cheeks, jaw, chin,
@@ -118,6 +124,8 @@ def build(prior=None, seed: int = SEED, n_shape: int = N_SHAPE, embedding_path: 
         "landmark_embedding": str(provenance),
         "dynamic_landmark_yaw": "rotation about +y (global pose [0, yaw, 0]) in radians",
         "uv": "head skin island rescaled per axis to [0, 1]^2; other islands clipped into it",
+        "detail_uv": "face skin + 1 ring, symmetric LSCM (facetwin.headmodel.build.detail_uv); "
+                     "u(mirror[i]) = 1 - u(i); uv_faces -1 outside the chart",
     }
     data = HeadModelData(
         name="open",
@@ -133,6 +141,9 @@ def build(prior=None, seed: int = SEED, n_shape: int = N_SHAPE, embedding_path: 
         landmark_bary=lm_bary.astype(np.float32),
         uv_coords=uv.astype(np.float32),
         uv_faces=head.uv_faces.astype(np.int64),
+        detail_uv_coords=detail.uv_coords.astype(np.float32),
+        detail_uv_faces=detail.uv_faces.astype(np.int64),
+        detail_face_region=detail.face_region,
         masks=masks,
         mirror=mirror.astype(np.int64),
         silhouette_candidates=silhouette,

@@ -44,6 +44,11 @@ class HeadModelData:
     posedirs: np.ndarray | None = None          # (36, V*3) FLAME pose correctives, or None
     uv_coords: np.ndarray | None = None         # (T, 2) in [0, 1]², v up (OpenGL convention)
     uv_faces: np.ndarray | None = None          # (F, 3) int64 into uv_coords
+    # Detail UV layout (optional; the open model has it, FLAME keeps its own UVs only): a face-sized,
+    # left-right symmetric chart for displacement / detail normal / unwrapped texture maps.
+    detail_uv_coords: np.ndarray | None = None  # (T', 2) in [0, 1]², v up; u(mirror[i]) = 1 - u(i)
+    detail_uv_faces: np.ndarray | None = None   # (F, 3) int64 into detail_uv_coords, -1 outside the chart
+    detail_face_region: np.ndarray | None = None  # (F,) bool the face skin triangles of the chart
     masks: dict[str, np.ndarray] = field(default_factory=dict)  # region name -> (V,) bool
     mirror: np.ndarray | None = None            # (V,) int64 index of the mirror partner
     silhouette_candidates: np.ndarray | None = None  # (V,) bool: may lie on the outline (Eq. 1)
@@ -66,6 +71,18 @@ class HeadModelData:
     def n_expr(self) -> int:
         return int(self.exprdirs.shape[2])
 
+    @property
+    def has_detail_uv(self) -> bool:
+        return self.detail_uv_coords is not None and self.detail_uv_faces is not None
+
+    def detail_chart(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The triangles of the detail UV chart: (faces (N, 3), uv_coords (T', 2), uv_faces (N, 3),
+        face_index (N,) into ``faces``). Raises FacetwinError for a head model without detail UVs."""
+        if not self.has_detail_uv:
+            raise FacetwinError(f"head model '{self.name}' has no detail UV layout (the open head model has one)")
+        idx = np.flatnonzero((self.detail_uv_faces >= 0).all(1))
+        return self.faces[idx], self.detail_uv_coords, self.detail_uv_faces[idx], idx
+
     def statistics(self) -> dict:
         return {
             "name": self.name,
@@ -78,6 +95,7 @@ class HeadModelData:
             "uv_corners": int(self.uv_coords.shape[0]) if self.uv_coords is not None else 0,
             "regions": sorted(self.masks),
             "pose_correctives": self.posedirs is not None,
+            "detail_uv_corners": int(self.detail_uv_coords.shape[0]) if self.has_detail_uv else 0,
         }
 
     # -- serialisation -------------------------------------------------------------------
@@ -149,7 +167,15 @@ class HeadModelData:
             (self.landmark_faces.shape[0] == self.landmark_bary.shape[0], "landmarks"),
             (self.posedirs is None or self.posedirs.shape == (36, V * 3), "posedirs"),
             (self.mirror is None or self.mirror.shape == (V,), "mirror"),
+            ((self.detail_uv_coords is None) == (self.detail_uv_faces is None), "detail_uv"),
         ]
+        if self.has_detail_uv:
+            F, T = self.faces.shape[0], self.detail_uv_coords.shape[0]
+            checks += [
+                (self.detail_uv_coords.ndim == 2 and self.detail_uv_coords.shape[1] == 2, "detail_uv_coords"),
+                (self.detail_uv_faces.shape == (F, 3) and int(self.detail_uv_faces.max()) < T, "detail_uv_faces"),
+                (self.detail_face_region is None or self.detail_face_region.shape == (F,), "detail_face_region"),
+            ]
         bad = [name for ok, name in checks if not ok]
         if bad:
             raise FacetwinError(f"head model '{self.name}' has inconsistent arrays: {', '.join(bad)}")

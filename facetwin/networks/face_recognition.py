@@ -379,6 +379,20 @@ class DlibFaceDescriptor(nn.Module):
             x = block(x)
         return self.fc(x.mean(dim=(2, 3)))
 
+    def features(self, images: torch.Tensor, blocks: tuple[int, ...] = (4, 8)) -> list[torch.Tensor]:
+        """Convolutional feature maps after the residual ``blocks`` (0-based into ``BLOCKS``), for
+        any input size ≥ 32 px (no chip check): e.g. block 4 = the second 64-channel block at 1/8
+        resolution, block 8 = the second 128-channel block at 1/16 (the ID-MRF layers,
+        :mod:`facetwin.losses.detail`). Same input range as :meth:`forward`."""
+        x = (images * (255.0 / self.input_range) - self.mean.to(images.dtype)) / DLIB_INPUT_SCALE
+        x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
+        out = []
+        for i, block in enumerate(self.blocks[: max(blocks) + 1]):
+            x = block(x)
+            if i in blocks:
+                out.append(x)
+        return out
+
 
 # ----------------------------------------------------------------------------------------------
 # Loading with a safetensors cache

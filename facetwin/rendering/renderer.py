@@ -76,21 +76,32 @@ class MeshRenderer:
         faces: (F, 3); uv_coords: (T, 2) v up; uv_faces: (F, 3).
         image_size: H or (H, W).
         convention: SH constants, "deca" (default) or "exact" (see :mod:`shading`).
+        detail_uv: optional (uv_coords (T', 2), uv_faces (F, 3) with -1 outside the chart): the
+            layout ``detail_normals`` are given in (the head model's detail UVs); pixels of
+            triangles outside the chart keep the mesh normal. None: ``detail_normals`` use ``uv_*``.
     """
 
-    def __init__(self, faces, uv_coords=None, uv_faces=None, image_size: int | tuple[int, int] = 224, convention: str = "deca"):
+    def __init__(self, faces, uv_coords=None, uv_faces=None, image_size: int | tuple[int, int] = 224, convention: str = "deca",
+                 detail_uv=None):
         self.faces = torch.as_tensor(faces, dtype=torch.int64)
         self.uv_coords = None if uv_coords is None else torch.as_tensor(uv_coords)
         self.uv_faces = None if uv_faces is None else torch.as_tensor(uv_faces, dtype=torch.int64)
+        self.detail_uv_coords = self.detail_uv_faces = None
+        if detail_uv is not None:
+            self.detail_uv_coords = torch.as_tensor(detail_uv[0])
+            self.detail_uv_faces = torch.as_tensor(detail_uv[1], dtype=torch.int64)
         self.image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         self.convention = convention
 
     @classmethod
     def from_head_model(cls, data, image_size=224, **kwargs) -> "MeshRenderer":
+        """``detail_uv=True`` takes the model's detail UV layout for ``detail_normals``."""
+        if kwargs.get("detail_uv") is True:
+            kwargs["detail_uv"] = (data.detail_uv_coords, data.detail_uv_faces)
         return cls(data.faces, data.uv_coords, data.uv_faces, image_size, **kwargs)
 
     def to(self, device) -> "MeshRenderer":
-        for name in ("faces", "uv_coords", "uv_faces"):
+        for name in ("faces", "uv_coords", "uv_faces", "detail_uv_coords", "detail_uv_faces"):
             t = getattr(self, name)
             if t is not None:
                 setattr(self, name, t.to(device))
@@ -127,12 +138,19 @@ class MeshRenderer:
             fragments = rasterize(screen_vertices, faces, self.image_size, cull_backfaces, perspective_correct)
         N = fragments.pixel_index.shape[0]
         counts = fragments.counts()
-        need_uv = albedo is not None or detail_normals is not None
+        own_detail = detail_normals is not None and self.detail_uv_faces is not None
+        need_uv = albedo is not None or (detail_normals is not None and not own_detail)
         if need_uv and self.uv_coords is None:
             raise ValueError("textures need uv_coords and uv_faces")
         # Packed values are channels first, (C, N): elementwise work on contiguous rows.
         uv = interpolate_packed_t(self.uv_coords.to(dev, dtype), self.uv_faces.to(dev), fragments) if need_uv else None
-        if detail_normals is not None:
+        if own_detail:
+            duvf = self.detail_uv_faces.to(dev)
+            duv = interpolate_packed_t(self.detail_uv_coords.to(dev, dtype), duvf.clamp_min(0), fragments)
+            charted = (duvf >= 0).all(1).index_select(0, fragments.face_index)  # (N,)
+            coarse = interpolate_packed_t(vertex_normals(vertices, faces), faces, fragments)
+            n = torch.where(charted[None], _sample_packed(detail_normals, duv, counts), coarse)
+        elif detail_normals is not None:
             n = _sample_packed(detail_normals, uv, counts)
         else:
             n = interpolate_packed_t(vertex_normals(vertices, faces), faces, fragments)

@@ -28,7 +28,10 @@ class UVMapper:
     Args:
         faces: (F, 3) mesh triangles (vertex indices).
         uv_coords: (T, 2) UV corners in [0, 1]², v up.
-        uv_faces: (F, 3) indices into ``uv_coords`` (same triangle order as ``faces``).
+        uv_faces: (F, 3) indices into ``uv_coords`` (same triangle order as ``faces``); rows
+            of -1 mark triangles without UVs (outside the detail layout's chart): they still
+            occlude when unwrapping and shape the normals, but have no texels, and their
+            vertices get no value from :meth:`vertex_values` (0) unless another corner has one.
         size: UV map resolution S (S × S).
     Attributes:
         fragments: :class:`Fragments` of the UV layout (batch 1).
@@ -41,18 +44,39 @@ class UVMapper:
         self.uv_coords = torch.as_tensor(uv_coords, dtype=torch.float32)
         self.uv_faces = torch.as_tensor(uv_faces, dtype=torch.int64)
         screen = torch.cat([uv_to_texel(self.uv_coords, size), torch.zeros_like(self.uv_coords[:, :1])], -1)
-        self.fragments: Fragments = rasterize(screen[None], self.uv_faces, size)
+        self.has_uv = (self.uv_faces >= 0).all(1)
+        charted = torch.nonzero(self.has_uv)[:, 0]
+        fr = rasterize(screen[None], self.uv_faces[charted], size)
+        # Texel triangles indexed into the whole mesh (``faces``).
+        tri = torch.where(fr.triangle_ids >= 0, charted[fr.triangle_ids.clamp_min(0)], fr.triangle_ids)
+        self.fragments: Fragments = Fragments(tri, fr.pixel_index, charted[fr.face_index], fr.bary_t, fr.batch_index)
         self.mask = self.fragments.mask[:, None].float()
         self._vertex_corner_pairs()
 
     @classmethod
-    def from_head_model(cls, data, size: int = 256) -> "UVMapper":
-        """From a :class:`facetwin.headmodel.HeadModelData` (needs ``uv_coords``/``uv_faces``)."""
-        return cls(torch.as_tensor(data.faces), torch.as_tensor(data.uv_coords), torch.as_tensor(data.uv_faces), size)
+    def from_head_model(cls, data, size: int = 256, layout: str = "head") -> "UVMapper":
+        """From a :class:`facetwin.headmodel.HeadModelData`.
+
+        ``layout="head"``: the model's own UVs (``uv_coords``/``uv_faces``, e.g. FLAME's);
+        ``"detail"``: the face-sized symmetric detail layout (``detail_uv_*``, the open model).
+        """
+        from facetwin.errors import FacetwinError
+
+        if layout == "detail":
+            if not data.has_detail_uv:
+                raise FacetwinError(f"head model '{data.name}' has no detail UV layout (the open head model has one)")
+            uv, uvf = data.detail_uv_coords, data.detail_uv_faces
+        elif layout == "head":
+            if data.uv_coords is None or data.uv_faces is None:
+                raise FacetwinError(f"head model '{data.name}' has no UVs")
+            uv, uvf = data.uv_coords, data.uv_faces
+        else:
+            raise ValueError(f"layout must be 'head' or 'detail', not {layout!r}")
+        return cls(torch.as_tensor(data.faces), torch.as_tensor(uv), torch.as_tensor(uvf), size)
 
     def to(self, device) -> "UVMapper":
         self.fragments = self.fragments.to(device)
-        for name in ("faces", "uv_coords", "uv_faces", "mask", "_corner_vertex", "_corner_uv", "_vertex_count"):
+        for name in ("faces", "uv_coords", "uv_faces", "has_uv", "mask", "_corner_vertex", "_corner_uv", "_vertex_count"):
             setattr(self, name, getattr(self, name).to(device))
         return self
 
@@ -205,7 +229,7 @@ class UVMapper:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _vertex_corner_pairs(self) -> None:
-        pairs = torch.stack([self.faces.reshape(-1), self.uv_faces.reshape(-1)], 1)
+        pairs = torch.stack([self.faces[self.has_uv].reshape(-1), self.uv_faces[self.has_uv].reshape(-1)], 1)
         pairs = torch.unique(pairs, dim=0)
         self._corner_vertex = pairs[:, 0]
         self._corner_uv = self.uv_coords[pairs[:, 1]]

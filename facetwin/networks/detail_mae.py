@@ -1,0 +1,85 @@
+"""The detail MAE 𝒜 (section 3.3): D = 𝒜(I, T_UV, x_d).
+
+A transformer over patches of the unwrapped image texture (with its visibility mask) and the
+tension map T_UV, all in the detail UV layout, with **no masking** (the paper's zero masking
+ratio: every patch is seen). A learnable patch-wise detail latent ``x_d`` (one vector per patch,
+shared by all people) is added to the patch tokens; a linear head decodes each token into its
+p × p patch of the displacement map, bounded like DECA's: ``D = 0.01 · tanh(·)`` metres.
+
+Built from the project's ViT :class:`~facetwin.networks.vit.Block` s in ``self.blocks`` (and the
+ViT's ``norm`` naming), so :func:`facetwin.networks.adapters.add_adapters` puts the paper's
+adapters into it; :meth:`DetailMAE.transfer_parameters` lists what person-specific transfer
+trains (adapters, layer norms, x_d).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from facetwin.networks.adapters import adapter_and_norm_parameters
+from facetwin.networks.unet import MAX_DISPLACEMENT
+from facetwin.networks.vit import Block, PatchEmbed, sincos_pos_embed
+
+
+@dataclass
+class DetailMAEConfig:
+    map_size: int = 128           # S of the detail UV maps
+    patch_size: int = 8
+    embed_dim: int = 192
+    depth: int = 6
+    num_heads: int = 3
+    mlp_ratio: float = 4.0
+    in_channels: int = 5          # RGB texture + visibility + T_UV
+    max_displacement: float = MAX_DISPLACEMENT
+
+
+class DetailMAE(nn.Module):
+    """(B, 3, S, S) texture, (B, 1, S, S) visibility, (B, 1, S, S) T_UV → (B, 1, S, S) D (metres)."""
+
+    def __init__(self, config: DetailMAEConfig | None = None):
+        super().__init__()
+        self.config = c = config or DetailMAEConfig()
+        if c.map_size % c.patch_size:
+            raise ValueError(f"map size {c.map_size} is not a multiple of the patch size {c.patch_size}")
+        self.grid = c.map_size // c.patch_size
+        self.patch_embed = PatchEmbed(c.patch_size, c.in_channels, c.embed_dim)
+        self.register_buffer("pos_embed", sincos_pos_embed(c.embed_dim, self.grid, cls_token=False)[None], persistent=False)
+        self.detail_latent = nn.Parameter(torch.zeros(1, self.grid ** 2, c.embed_dim))  # x_d
+        self.blocks = nn.ModuleList([Block(c.embed_dim, c.num_heads, c.mlp_ratio) for _ in range(c.depth)])
+        self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
+        self.head = nn.Linear(c.embed_dim, c.patch_size ** 2)
+        nn.init.normal_(self.detail_latent, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.zeros_(self.head.weight)  # untrained: D = 0
+
+    @property
+    def x_d(self) -> nn.Parameter:
+        return self.detail_latent
+
+    def tokens(self, texture: torch.Tensor, visibility: torch.Tensor, tension: torch.Tensor) -> torch.Tensor:
+        """Encoded patch tokens (B, N, dim), N = (S / p)², row-major."""
+        x = torch.cat([texture * visibility, visibility, tension], 1)
+        if x.shape[-1] != self.config.map_size or x.shape[-2] != self.config.map_size:
+            raise ValueError(f"detail maps must be {self.config.map_size}², got {tuple(x.shape[-2:])}")
+        t = self.patch_embed(x) + self.pos_embed.to(x.dtype) + self.detail_latent
+        for block in self.blocks:
+            t = block(t)
+        return self.norm(t)
+
+    def forward(self, texture: torch.Tensor, visibility: torch.Tensor, tension: torch.Tensor) -> torch.Tensor:
+        p, g = self.config.patch_size, self.grid
+        out = self.head(self.tokens(texture, visibility, tension))          # (B, N, p²)
+        B = out.shape[0]
+        d = out.reshape(B, g, g, p, p).permute(0, 1, 3, 2, 4).reshape(B, 1, g * p, g * p)
+        return self.config.max_displacement * torch.tanh(d)
+
+    def transfer_parameters(self) -> list[nn.Parameter]:
+        """What person-specific transfer trains: the adapters (after ``add_adapters``), every layer
+        norm and the detail latent x_d; the rest stays frozen."""
+        return adapter_and_norm_parameters(self) + [self.detail_latent]
