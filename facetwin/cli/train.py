@@ -21,6 +21,7 @@ def add_training_args(p, default_config: str, config_names: str) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=1e-4 --set run.steps=500 (repeatable)")
     p.add_argument("--resume", default=None, help="'auto' (latest checkpoint in run.out_dir) or a checkpoint path")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in run.out_dir (its metrics, checkpoints, export)")
     p.add_argument("--out", default=None, help="shortcut for --set run.out_dir=OUT")
     p.add_argument("--steps", type=int, default=None, help="shortcut for --set run.steps=N")
     add_json_flag(p)

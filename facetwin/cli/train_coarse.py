@@ -24,7 +24,8 @@ def run(args) -> dict:
     from facetwin.training.engine import Trainer
 
     cfg, config = load_stage_config(args, CoarseConfig)
-    trainer = Trainer(CoarseStage(cfg), cfg.run, cfg.optim, config_dict=config, resume=args.resume)
+    trainer = Trainer(CoarseStage(cfg), cfg.run, cfg.optim, config_dict=config, resume=args.resume,
+                      overwrite=getattr(args, "overwrite", False))
     summary = trainer.train()
     if trainer.info.rank != 0:
         return None

@@ -18,7 +18,8 @@ def run(args) -> dict | None:
     from facetwin.training.mae_stage import MaeConfig, MaeStage
 
     cfg, config = load_stage_config(args, MaeConfig)
-    trainer = Trainer(MaeStage(cfg), cfg.run, cfg.optim, config_dict=config, resume=args.resume)
+    trainer = Trainer(MaeStage(cfg), cfg.run, cfg.optim, config_dict=config, resume=args.resume,
+                      overwrite=getattr(args, "overwrite", False))
     summary = trainer.train()
     if trainer.info.rank != 0:
         return None

@@ -15,7 +15,6 @@ into the checkpoint.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import sys
@@ -30,7 +29,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from facetwin.outputs import dumps_json, ensure_dir, write_image
 from facetwin.training import checkpoint as ckpt
+from facetwin.training import run_folder
 from facetwin.training import distributed as ddp
 from facetwin.training.config import OptimConfig, RunConfig
 
@@ -108,7 +109,7 @@ def sample_seed(run_seed: int, epoch: int, batch: int, pos: int) -> int:
 
 class Trainer:
     def __init__(self, stage: Stage, run: RunConfig, optim: OptimConfig, config_dict: dict | None = None,
-                 resume: str | None = None, quiet: bool = False, stop_at: int | None = None):
+                 resume: str | None = None, quiet: bool = False, stop_at: int | None = None, overwrite: bool = False):
         self.stage = stage
         self.run = run
         self.optim_cfg = optim
@@ -116,8 +117,10 @@ class Trainer:
         self.resume = resume
         self.quiet = quiet
         self.stop_at = stop_at  # stop (with a checkpoint) at this step, as if interrupted
+        self.overwrite = overwrite  # replace a run already in run.out_dir (else --resume is needed)
         self.out = Path(run.out_dir)
         self.history: list[dict] = []  # logged records (rank 0), also written to metrics.jsonl
+        self._n_prior = 0  # records in history from before a resume
 
     # -- set-up ----------------------------------------------------------------------------
     def _autocast(self):
@@ -136,7 +139,10 @@ class Trainer:
         return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def setup(self) -> None:
+        run_folder.check(self.out, self.resume, self.overwrite)
         self.info = ddp.setup(self.run.device)
+        if self.info.is_main:
+            run_folder.prepare(self.out, self.ckpt_dir, self.overwrite and not self.resume)
         if self.run.threads > 0:
             torch.set_num_threads(self.run.threads)
         seed = self.run.seed + 1000 * self.info.rank
@@ -165,6 +171,10 @@ class Trainer:
         self._last_saved = -1
         if self.resume:
             self._load(self.resume)
+        if self.info.is_main:  # records after the resumed step are re-made: drop the old ones
+            self.history = run_folder.truncate_metrics(self.out / "metrics.jsonl", self.step)
+            self._n_prior = len(self.history)
+        ddp.barrier(self.info)
 
     # -- checkpoints -----------------------------------------------------------------------
     @property
@@ -207,9 +217,9 @@ class Trainer:
                 "stage": self.stage.name,
                 "world_size": self.info.world_size,
             }
-            path = self.ckpt_dir / f"step_{self.step:07d}.pt"
+            path = self.ckpt_dir / ckpt.checkpoint_name(self.step)
             self._last_saved = self.step
-            ckpt.atomic_torch_save(state, path)
+            ckpt.save_checkpoint(state, path)
             ckpt.prune_checkpoints(self.ckpt_dir, self.run.keep_last)
             self.stage.export(self.stage.model, self.out / "export", self.step, self.config_dict)
         self._last_saved = self.step
@@ -243,9 +253,9 @@ class Trainer:
     # -- loop ------------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
         self.history.append(record)
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        ensure_dir(self.out)
+        with open(self.out / "metrics.jsonl", "a") as fh:  # one short line per append
+            fh.write(dumps_json(record) + "\n")
 
     def _to_device(self, batch):
         if isinstance(batch, dict):
@@ -266,12 +276,29 @@ class Trainer:
         run, info = self.run, self.info
         bar = tqdm(total=run.steps, initial=self.step, disable=not info.is_main or self.quiet,
                    file=sys.stderr, desc=f"train {self.stage.name}", dynamic_ncols=True)
-        sums: dict[str, float] = {}
-        count, images, t0 = 0, 0, time.perf_counter()
-        total_images, total_time = 0, 0.0
-        data_time, t_data = 0.0, time.perf_counter()
         batches = self._batches() if self.step < run.steps else iter(())
         self.wrapped.train()
+        interrupt = run_folder.InterruptFlag()
+        with interrupt:
+            self._loop(batches, bar, interrupt)
+        if interrupt.requested(info):
+            path = self.save() if self._last_saved != self.step else self.ckpt_dir / ckpt.checkpoint_name(self.step)
+            raise KeyboardInterrupt(f"interrupted at step {self.step}; checkpoint {path} written (continue with --resume auto)")
+        if self._last_saved != self.step:
+            self.save()
+        if run.eval_every and self.step % run.eval_every != 0:
+            self._evaluate()
+        train_records = [r for r in self.history[self._n_prior:] if "loss" in r]
+        last = train_records[-1] if train_records else {}
+        return {"step": self.step, "out_dir": str(self.out), "last": last,
+                "images_per_s": self._total_images / self._total_time if self._total_time else None}
+
+    def _loop(self, batches, bar, interrupt) -> None:
+        run, info = self.run, self.info
+        sums: dict[str, float] = {}
+        count, images, t0 = 0, 0, time.perf_counter()
+        self._total_images, self._total_time = 0, 0.0
+        data_time, t_data = 0.0, time.perf_counter()
         for batch in batches:
             if self.step >= run.steps or (self.stop_at is not None and self.step >= self.stop_at):
                 break
@@ -302,8 +329,8 @@ class Trainer:
                 record = {"step": self.step, "epoch": self.epoch, "lr": self.scheduler.get_last_lr()[0], **means,
                           "images_per_s": images * info.world_size / max(elapsed, 1e-9),
                           "data_wait_frac": data_time / max(elapsed, 1e-9)}
-                total_images += images * info.world_size
-                total_time += elapsed
+                self._total_images += images * info.world_size
+                self._total_time += elapsed
                 if info.is_main:
                     self._log(record)
                     bar.set_postfix(loss=f"{record['loss']:.4g}", ips=f"{record['images_per_s']:.1f}")
@@ -313,16 +340,10 @@ class Trainer:
             if run.checkpoint_every and self.step % run.checkpoint_every == 0:
                 self.save()
             bar.update(1)
+            if interrupt.requested(info):
+                break  # the step is complete: stop here, before fetching the next batch
             t_data = time.perf_counter()
         bar.close()
-        if self._last_saved != self.step:
-            self.save()
-        if run.eval_every and self.step % run.eval_every != 0:
-            self._evaluate()
-        train_records = [r for r in self.history if "loss" in r]
-        last = train_records[-1] if train_records else {}
-        return {"step": self.step, "out_dir": str(self.out), "last": last,
-                "images_per_s": total_images / total_time if total_time else None}
 
     def _evaluate(self) -> None:
         if self.info.is_main:
@@ -340,8 +361,4 @@ class Trainer:
             grid = self.stage.visuals(model, batch)
         if grid is None:
             return
-        from PIL import Image
-
-        path = self.out / "images" / f"step_{self.step:07d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(grid).save(path)
+        write_image(self.out / "images" / f"step_{self.step:07d}.png", grid)
