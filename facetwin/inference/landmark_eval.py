@@ -58,7 +58,7 @@ def predict_folder(coarse_model, folder: Path, limit: int | None = None, crop: s
     crops, transforms, gts, paths = [], [], [], []
     for img_path, pts_path in pairs:
         image, scale = load_image(img_path)
-        gt = read_pts(pts_path)
+        gt = read_pts(pts_path, n_points_expected=68)
         if crop == "gt":
             ref = gt * scale
         else:
@@ -139,7 +139,11 @@ def ced_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, threshold: fl
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    from facetwin.outputs import atomic_write
+
+    try:
+        with atomic_write(path, "wb") as fh:  # a failed write keeps an earlier plot of that name
+            fig.savefig(fh, format=Path(path).suffix.lstrip(".").lower() or "png")
+    finally:
+        plt.close(fig)
     return Path(path)
