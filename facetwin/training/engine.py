@@ -280,7 +280,10 @@ class Trainer:
         self.wrapped.train()
         interrupt = run_folder.InterruptFlag()
         with interrupt:
-            self._loop(batches, bar, interrupt)
+            try:
+                self._loop(batches, bar, interrupt)
+            finally:
+                bar.close()  # an error message must not land on the bar's line
         if interrupt.requested(info):
             path = self.save() if self._last_saved != self.step else self.ckpt_dir / ckpt.checkpoint_name(self.step)
             raise KeyboardInterrupt(f"interrupted at step {self.step}; checkpoint {path} written (continue with --resume auto)")
@@ -343,7 +346,6 @@ class Trainer:
             if interrupt.requested(info):
                 break  # the step is complete: stop here, before fetching the next batch
             t_data = time.perf_counter()
-        bar.close()
 
     def _evaluate(self) -> None:
         if self.info.is_main:
