@@ -493,6 +493,27 @@ def _ckpt_at_1(c, out, stdout):
 case("train/ctrl_c_writes_a_checkpoint", lambda c, out: train_argv(out), code=130, says="interrupted at step 1",
      before=_ctrl_c, after=_ckpt_at_1, fixtures=T)
 
+def _diverge(c, out, mp):
+    from facetwin.training.coarse_stage import CoarseStage
+
+    real = CoarseStage.training_step
+
+    def step(self, model, batch, step):
+        loss, logs = real(self, model, batch, step)
+        return loss * float("nan"), logs
+
+    mp.setattr(CoarseStage, "training_step", step)
+
+
+def _tiny_dataset(c, out, mp):
+    from facetwin.training import coarse_data
+
+    mp.setattr(coarse_data, "open_dataset", lambda cfg, quiet=False: SyntheticFaces(n=2, size=32, seed=3))
+
+
+case("train/diverged", lambda c, out: train_argv(out), says="training diverged", before=_diverge, fixtures=T)
+case("train/dataset_too_small", lambda c, out: train_argv(out), says="dataset too small", before=_tiny_dataset, fixtures=T)
+
 # -- prepare keeps working ---------------------------------------------------------------------------------
 case("prepare/out_is_a_file", lambda c, out: ["prepare", str(c.f["astro"]), "--out", str(out / "earlier.txt"), "--no-progress"],
      says="earlier.txt")

@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from facetwin.errors import FacetwinError
 from facetwin.outputs import dumps_json, ensure_dir, write_image
 from facetwin.training import checkpoint as ckpt
 from facetwin.training import run_folder
@@ -233,7 +234,7 @@ class Trainer:
         world = self.info.world_size
         n = (len(batches) // world) * world
         if n == 0:
-            raise RuntimeError(f"dataset too small: {len(batches)} batches of {self.run.batch_size} for {world} processes")
+            raise FacetwinError(f"dataset too small: {len(batches)} batches of {self.run.batch_size} for {world} processes")
         keyed = [[(i, sample_seed(self.run.seed, self.epoch, b, j)) for j, i in enumerate(batch)]
                  for b, batch in enumerate(batches[:n])]
         mine = keyed[self.info.rank::world][self.batch_in_epoch:]
@@ -309,7 +310,9 @@ class Trainer:
             batch = self._to_device(batch)
             loss, logs = self.stage.training_step(self.wrapped, batch, self.step)
             if not torch.isfinite(loss):
-                raise RuntimeError(f"non-finite loss at step {self.step}: {logs}")
+                raise FacetwinError(f"training diverged: non-finite loss at step {self.step} "
+                                    f"({', '.join(k for k, v in logs.items() if not math.isfinite(float(v))) or 'total'}); "
+                                    f"lower optim.lr or check the data, then --resume auto from the last checkpoint")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.optim_cfg.grad_clip > 0:
