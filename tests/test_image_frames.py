@@ -83,3 +83,16 @@ def test_thin_and_over_budget_images_are_refused_before_decoding(tmp_path):
     (tmp_path / "big.png").write_bytes(png)
     with pytest.raises(FacetwinError, match="Mpx facetwin decodes"):
         load_image(tmp_path / "big.png", max_side=None)
+
+
+def test_api_refuses_non_finite_landmarks_and_faceless_shapes(astronaut, facetwin_model):
+    lm = np.tile(np.array([[200.0, 150.0]]), (68, 1)) + np.random.default_rng(0).normal(0, 20, (68, 2))
+    lm[3, 0] = np.nan
+    with pytest.raises(FacetwinError, match="NaN/Inf"):
+        facetwin_model.reconstruct(astronaut, landmarks=lm)
+    with pytest.raises(FacetwinError, match="68 finite"):
+        facetwin_model.reconstruct(astronaut, landmarks=lm[:5])
+    with pytest.raises(FacetwinError, match="too thin"):
+        facetwin_model.reconstruct(np.zeros((1, 20000, 3), np.uint8))
+    with pytest.raises(FacetwinError, match="uint8 RGB"):
+        facetwin_model.reconstruct(astronaut.astype(np.float32))

@@ -253,3 +253,22 @@ def test_ctrl_c_finishes_the_step_and_writes_a_checkpoint(tmp_path, data):
     resumed = _trainer(cfg, data, resume="auto")
     resumed.train()
     assert resumed.step == 6
+
+
+def test_own_pickled_checkpoints_convert_to_the_safe_format(tmp_path):
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", Path(__file__).parents[1] / "scripts" / "convert_checkpoint.py")
+    conv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conv)
+    state = {"model": {"w": torch.randn(4)}, "optimizer": {"state": {}, "param_groups": []}, "scheduler": {"last_epoch": 7},
+             "step": 7, "epoch": 1, "batch_in_epoch": 1, "rng": [ckpt.rng_state()]}
+    old = tmp_path / "step_0000007.pt"
+    torch.save(state, old)
+    new = conv.convert(old)
+    assert ckpt.latest_checkpoint(tmp_path) == new
+    back = ckpt.load_checkpoint(new)
+    assert torch.equal(back["model"]["w"], state["model"]["w"]) and back["step"] == 7
+    assert np.array_equal(back["rng"][0]["numpy"][1], state["rng"][0]["numpy"][1])

@@ -171,7 +171,8 @@ def load_checkpoint(path: Path) -> dict:
         head = fh.read(9)
     if len(head) < 9 or head[8:9] != b"{":
         legacy = head[:2] == b"PK" or head[:1] == b"\x80"
-        why = "a pickled checkpoint of an older facetwin (not loaded: pickles can run code)" if legacy else "not a safetensors file"
+        why = ("a pickled checkpoint of an older facetwin (not loaded: pickles can run code; convert your own "
+               "with scripts/convert_checkpoint.py)") if legacy else "not a safetensors file"
         raise FacetwinError(f"cannot resume from {path}: {why}")
     try:
         with safe_open(str(path), framework="pt") as fh:
