@@ -122,6 +122,8 @@ class Trainer:
         self.out = Path(run.out_dir)
         self.history: list[dict] = []  # logged records (rank 0), also written to metrics.jsonl
         self._n_prior = 0  # records in history from before a resume
+        self._interrupt = run_folder.InterruptFlag()  # Ctrl-C: finish the step, checkpoint, stop
+        self._bar = None
 
     # -- set-up ----------------------------------------------------------------------------
     def _autocast(self):
@@ -269,6 +271,9 @@ class Trainer:
         try:
             return self._train()
         finally:
+            self._interrupt.restore()
+            if self._bar is not None:
+                self._bar.close()  # an error message must not land on the bar's line
             ddp.cleanup(self.info)
 
     def _train(self) -> dict:
@@ -277,32 +282,14 @@ class Trainer:
         run, info = self.run, self.info
         bar = tqdm(total=run.steps, initial=self.step, disable=not info.is_main or self.quiet,
                    file=sys.stderr, desc=f"train {self.stage.name}", dynamic_ncols=True)
-        batches = self._batches() if self.step < run.steps else iter(())
-        self.wrapped.train()
-        interrupt = run_folder.InterruptFlag()
-        with interrupt:
-            try:
-                self._loop(batches, bar, interrupt)
-            finally:
-                bar.close()  # an error message must not land on the bar's line
-        if interrupt.requested(info):
-            path = self.save() if self._last_saved != self.step else self.ckpt_dir / ckpt.checkpoint_name(self.step)
-            raise KeyboardInterrupt(f"interrupted at step {self.step}; checkpoint {path} written (continue with --resume auto)")
-        if self._last_saved != self.step:
-            self.save()
-        if run.eval_every and self.step % run.eval_every != 0:
-            self._evaluate()
-        train_records = [r for r in self.history[self._n_prior:] if "loss" in r]
-        last = train_records[-1] if train_records else {}
-        return {"step": self.step, "out_dir": str(self.out), "last": last,
-                "images_per_s": self._total_images / self._total_time if self._total_time else None}
-
-    def _loop(self, batches, bar, interrupt) -> None:
-        run, info = self.run, self.info
+        self._bar = bar
         sums: dict[str, float] = {}
         count, images, t0 = 0, 0, time.perf_counter()
-        self._total_images, self._total_time = 0, 0.0
+        total_images, total_time = 0, 0.0
         data_time, t_data = 0.0, time.perf_counter()
+        batches = self._batches() if self.step < run.steps else iter(())
+        self.wrapped.train()
+        interrupt = self._interrupt.install()
         for batch in batches:
             if self.step >= run.steps or (self.stop_at is not None and self.step >= self.stop_at):
                 break
@@ -335,8 +322,8 @@ class Trainer:
                 record = {"step": self.step, "epoch": self.epoch, "lr": self.scheduler.get_last_lr()[0], **means,
                           "images_per_s": images * info.world_size / max(elapsed, 1e-9),
                           "data_wait_frac": data_time / max(elapsed, 1e-9)}
-                self._total_images += images * info.world_size
-                self._total_time += elapsed
+                total_images += images * info.world_size
+                total_time += elapsed
                 if info.is_main:
                     self._log(record)
                     bar.set_postfix(loss=f"{record['loss']:.4g}", ips=f"{record['images_per_s']:.1f}")
@@ -349,6 +336,20 @@ class Trainer:
             if interrupt.requested(info):
                 break  # the step is complete: stop here, before fetching the next batch
             t_data = time.perf_counter()
+        bar.close()
+        if interrupt.requested(info):
+            interrupt.restore()
+            path = self.save() if self._last_saved != self.step else self.ckpt_dir / ckpt.checkpoint_name(self.step)
+            raise KeyboardInterrupt(f"interrupted at step {self.step}; checkpoint {path} written (continue with --resume auto)")
+        interrupt.restore()
+        if self._last_saved != self.step:
+            self.save()
+        if run.eval_every and self.step % run.eval_every != 0:
+            self._evaluate()
+        train_records = [r for r in self.history[self._n_prior:] if "loss" in r]
+        last = train_records[-1] if train_records else {}
+        return {"step": self.step, "out_dir": str(self.out), "last": last,
+                "images_per_s": total_images / total_time if total_time else None}
 
     def _evaluate(self) -> None:
         if self.info.is_main:

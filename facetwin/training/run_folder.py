@@ -121,16 +121,17 @@ class InterruptFlag:
             raise KeyboardInterrupt
         self.flag = True
 
-    def __enter__(self):
+    def install(self) -> "InterruptFlag":
+        self.flag = False
         if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self._previous = signal.signal(signal.SIGINT, self._handler)
         return self
 
-    def __exit__(self, *exc):
+    def restore(self) -> None:
+        """Put the previous SIGINT handler back (idempotent)."""
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
             self._previous = None
-        return False
 
     def requested(self, info) -> bool:
         """Whether any process saw Ctrl-C (all processes agree, so they stop at the same step)."""
