@@ -48,6 +48,23 @@ def ensure_dir(path: str | Path) -> Path:
     return path
 
 
+def check_target(path: str | Path) -> Path:
+    """Fail early (before long work) when ``path`` cannot become a file: it is a folder, its
+    folder is a file, or its folder is not writable. The write itself still goes through
+    :func:`atomic_write`."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"cannot write {path}: {parent} is not a folder")
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: {describe_os_error(PermissionError(errno.EACCES, ''))} in {parent}")
+    return path
+
+
 def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
 

@@ -45,7 +45,7 @@ def test_exact_resume_matches_uninterrupted_run(tmp_path, data):
     straight.train()
     first = _trainer(_cfg(tmp_path / "b", *extra), data, stop_at=5)
     first.train()
-    assert ckpt.latest_checkpoint(tmp_path / "b" / "checkpoints").name == "step_0000005.pt"
+    assert ckpt.latest_checkpoint(tmp_path / "b" / "checkpoints").name == "step_0000005.safetensors"
     resumed = _trainer(_cfg(tmp_path / "b", *extra), data, resume="auto")
     resumed.train()
     assert resumed.step == 8
@@ -65,7 +65,7 @@ def test_checkpoints_are_pruned_and_export_loads(tmp_path, data):
     tr = _trainer(cfg, data)
     tr.train()
     names = [p.name for _, p in ckpt.list_checkpoints(tmp_path / "checkpoints")]
-    assert names == ["step_0000003.pt", "step_0000004.pt"]
+    assert names == ["step_0000003.safetensors", "step_0000004.safetensors"]
     assert not list((tmp_path / "checkpoints").glob(".*tmp*"))
     state, meta = files.read_model_file(tmp_path / "export" / "coarse_encoder.safetensors")
     assert meta["step"] == 4 and meta["head_model"] == "standin"
@@ -155,10 +155,10 @@ def test_torchrun_two_gloo_processes(tmp_path):
     assert all(r["world"] == 2 and r["step"] == 3 for r in ranks)
     assert all(r["unused"] is True for r in ranks)  # run.find_unused_parameters reaches DDP
     assert ranks[0]["hash"] == ranks[1]["hash"]  # DDP kept the replicas identical
-    assert (out / "checkpoints" / "step_0000003.pt").is_file()
+    assert (out / "checkpoints" / "step_0000003.safetensors").is_file()
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]
-    state = ckpt.load_checkpoint(out / "checkpoints" / "step_0000003.pt")
+    state = ckpt.load_checkpoint(out / "checkpoints" / "step_0000003.safetensors")
     assert state["world_size"] == 2 and len(state["rng"]) == 2
 
 
@@ -178,3 +178,100 @@ def test_black_border_fill_only_touches_the_padding():
     assert (out[:, :6] == 200).all()              # padding replaced
     assert (out[20:23, 20:23] == 0).all()         # the pupil stays
     assert (out[:, 12:] == img[:, 12:]).all()     # the face is untouched beyond the soft seam
+
+
+def test_checkpoint_format_runs_no_code_and_round_trips(tmp_path):
+    import pickle
+    import random
+
+    import numpy as np
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    planted = tmp_path / "run" / "checkpoints" / "step_0000009.pt"
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(pickle.dumps({"model": Payload()}))
+    with pytest.raises(FacetwinError, match="pickled checkpoint"):
+        ckpt.load_checkpoint(ckpt.latest_checkpoint(planted.parent))
+    assert not marker.exists()
+    state = {"model": {"w": torch.randn(3, 2)}, "optimizer": {"state": {0: {"step": torch.tensor(4.0)}},
+             "param_groups": [{"betas": (0.9, 0.95), "params": [0]}]}, "scheduler": {"last_epoch": 4, "x": float("nan")},
+             "step": 4, "epoch": 0, "batch_in_epoch": 4, "rng": [ckpt.rng_state()]}
+    path = ckpt.save_checkpoint(state, tmp_path / ckpt.checkpoint_name(4))
+    back = ckpt.load_checkpoint(path)
+    assert torch.equal(back["model"]["w"], state["model"]["w"])
+    assert back["optimizer"]["state"][0]["step"].item() == 4.0 and back["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.95)
+    assert np.isnan(back["scheduler"]["x"])
+    r = back["rng"][0]
+    assert r["python"] == random.getstate() and torch.equal(r["torch"], torch.get_rng_state())
+    assert all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b for a, b in zip(r["numpy"], np.random.get_state()))
+    # damaged: truncated file and a foreign safetensors file
+    (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[:200])
+    with pytest.raises(FacetwinError, match="damaged|not a"):
+        ckpt.load_checkpoint(tmp_path / "cut.safetensors")
+
+
+def test_run_folder_needs_resume_or_overwrite_and_metrics_continue(tmp_path, data):
+    out = tmp_path / "run"
+    first = _trainer(_cfg(out, "run.steps=4", "run.checkpoint_every=2"), data, stop_at=3)
+    first.train()  # checkpoint at 2 and the stop at 3; records 1..3
+    stale = out / "checkpoints" / ".step_0000004.safetensors.facetwin-tmp-999999999-abcd"
+    stale.write_bytes(b"x" * 100)
+    with pytest.raises(FacetwinError, match="already holds a training run"):
+        _trainer(_cfg(out, "run.steps=4"), data).train()
+    (out / "checkpoints" / "step_0000003.safetensors").unlink()  # as if killed before the last save
+    resumed = _trainer(_cfg(out, "run.steps=4"), data, resume="auto")
+    resumed.train()
+    assert not stale.exists()
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # 3 re-made once, not twice
+    again = _trainer(_cfg(out, "run.steps=2"), data, overwrite=True)
+    again.train()
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
+    assert [s for s, _ in ckpt.list_checkpoints(out / "checkpoints")] == [2]
+
+
+def test_ctrl_c_finishes_the_step_and_writes_a_checkpoint(tmp_path, data):
+    import signal
+
+    cfg = _cfg(tmp_path, "run.steps=6", "run.checkpoint_every=0")
+    tr = _trainer(cfg, data)
+    step_fn = tr.stage.training_step
+
+    def interrupted_at_3(model, batch, step):
+        if step == 2:
+            signal.raise_signal(signal.SIGINT)
+        return step_fn(model, batch, step)
+
+    tr.stage.training_step = interrupted_at_3
+    with pytest.raises(KeyboardInterrupt, match="interrupted at step 3"):
+        tr.train()
+    assert ckpt.latest_checkpoint(tmp_path / "checkpoints").name == "step_0000003.safetensors"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = _trainer(cfg, data, resume="auto")
+    resumed.train()
+    assert resumed.step == 6
+
+
+def test_own_pickled_checkpoints_convert_to_the_safe_format(tmp_path):
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("convert_checkpoint", Path(__file__).parents[1] / "scripts" / "convert_checkpoint.py")
+    conv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conv)
+    state = {"model": {"w": torch.randn(4)}, "optimizer": {"state": {}, "param_groups": []}, "scheduler": {"last_epoch": 7},
+             "step": 7, "epoch": 1, "batch_in_epoch": 1, "rng": [ckpt.rng_state()]}
+    old = tmp_path / "step_0000007.pt"
+    torch.save(state, old)
+    new = conv.convert(old)
+    assert ckpt.latest_checkpoint(tmp_path) == new
+    back = ckpt.load_checkpoint(new)
+    assert torch.equal(back["model"]["w"], state["model"]["w"]) and back["step"] == 7
+    assert np.array_equal(back["rng"][0]["numpy"][1], state["rng"][0]["numpy"][1])

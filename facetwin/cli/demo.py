@@ -17,15 +17,15 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> dict:
     import numpy as np
-    from PIL import Image
     from skimage import data
 
     from facetwin.inference.reconstructor import DEFAULT_CHECKPOINT
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from facetwin.outputs import ensure_dir, write_image
+
+    out = ensure_dir(args.out)
     image = np.ascontiguousarray(data.astronaut())
-    Image.fromarray(image).save(out / "astronaut.png")
+    write_image(out / "astronaut.png", image)
     if not DEFAULT_CHECKPOINT.is_file():
         return _head_model_only(out)
     from facetwin.cli.reconstruct import save_result

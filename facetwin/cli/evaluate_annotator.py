@@ -50,7 +50,7 @@ def evaluate_annotator(folder, min_reliability: float = 0.4, limit: int | None =
     for image_path, pts_path in it:
         try:
             image, scale = load_image(image_path)
-            gt = read_pts(pts_path) * scale
+            gt = read_pts(pts_path, n_points_expected=68) * scale
         except FacetwinError as exc:
             reasons[reason_category(str(exc))] += 1
             continue

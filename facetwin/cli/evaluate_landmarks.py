@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from facetwin.cli.main import add_json_flag
+from facetwin.errors import FacetwinError
 
 
 def add_parser(subparsers) -> None:
@@ -49,6 +50,12 @@ def run(args) -> dict:
     from facetwin.models.coarse import load_coarse_model
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.ced_plot:  # before the evaluation: a plot that cannot be written must not cost the run
+        from facetwin.outputs import check_target
+
+        check_target(args.ced_plot)
+        if Path(args.ced_plot).suffix.lower() not in (".png", ".pdf", ".svg"):
+            raise FacetwinError(f"--ced-plot {args.ced_plot}: write a .png, .pdf or .svg")
     folder = Path(args.folder)
     model, meta = load_coarse_model(args.model, args.head_model)
     contour = contour_convention(meta, args.contour)

@@ -7,17 +7,24 @@ Conventions every subcommand follows:
 * commands that report figures accept ``--json`` (added by :func:`add_json_flag`); the dict
   that ``run`` returns is then printed as exactly one JSON object on the last line of stdout,
   otherwise as readable ``key: value`` lines;
-* a :class:`facetwin.errors.FacetwinError` (bad input) becomes one line on stderr and exit
-  code 2; never a traceback.
+* a :class:`facetwin.errors.FacetwinError` (bad input) and every other expected fault (an
+  OSError such as a full disk, a permission, a path that is a folder or a file; a decoding
+  error; out of memory) becomes one line on stderr naming the path and the reason, and exit
+  code 2; an unexpected exception becomes one line naming a log file that holds its traceback,
+  and exit code 1; never a bare traceback. Results written before the fault stay intact
+  (every writer goes through :mod:`facetwin.outputs`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
+import os
 import sys
+import time
+import traceback
 import warnings
+from pathlib import Path
 
 from facetwin import __version__
 from facetwin.errors import FacetwinError
@@ -60,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def print_result(result: dict, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(result, default=_json_default))
+        from facetwin.outputs import dumps_json
+
+        print(dumps_json(result))  # strict JSON: NaN/Inf become null
         return
     for key, value in result.items():
         if isinstance(value, dict):
@@ -79,17 +88,61 @@ def _fmt(value):
     return value
 
 
-def _json_default(obj):
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "__fspath__"):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def error(message: str) -> int:
     print(f"facetwin: error: {message}", file=sys.stderr)
     return 2
+
+
+def describe_fault(exc: BaseException) -> str | None:
+    """One line for an expected fault (path and reason), or None for an unexpected exception."""
+    from facetwin.outputs import describe_os_error
+
+    if isinstance(exc, FacetwinError):
+        text = str(exc).strip()
+        return text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, OSError):
+        reason = describe_os_error(exc)
+        names = [str(n) for n in (exc.filename, getattr(exc, "filename2", None)) if n]
+        return f"{' -> '.join(names)}: {reason}" if names else reason
+    if isinstance(exc, MemoryError):
+        return "out of memory (try a smaller input or fewer threads)"
+    if isinstance(exc, UnicodeError):
+        return f"cannot decode text: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return None
+
+
+def log_dir() -> Path:
+    """Where tracebacks of unexpected errors go: $FACETWIN_LOG_DIR or ~/.cache/facetwin/logs."""
+    if os.environ.get("FACETWIN_LOG_DIR"):
+        return Path(os.environ["FACETWIN_LOG_DIR"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "facetwin" / "logs"
+
+
+def write_crash_log(exc: BaseException, argv: list[str] | None) -> Path | None:
+    """The traceback in a log file (the cache folder, else the system temp folder)."""
+    import tempfile
+
+    text = (f"facetwin {__version__}\ncommand: {' '.join(['facetwin', *(sys.argv[1:] if argv is None else argv)])}\n\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    name = f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    for folder in (log_dir(), Path(tempfile.gettempdir()) / "facetwin-logs"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+            return folder / name
+        except OSError:
+            continue
+    return None
+
+
+def internal_error(exc: BaseException, argv: list[str] | None) -> int:
+    log = write_crash_log(exc, argv)
+    where = f"traceback in {log}" if log else "the traceback could not be saved"
+    summary = (str(exc).strip().splitlines() or [""])[0][:200]
+    print(f"facetwin: internal error: {type(exc).__name__}{': ' + summary if summary else ''} ({where}; please report it)",
+          file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,13 +154,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
-    except FacetwinError as exc:
-        return error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    except KeyboardInterrupt:
-        print("facetwin: interrupted", file=sys.stderr)
+        if isinstance(result, dict):
+            print_result(result, getattr(args, "json", False))
+    except KeyboardInterrupt as exc:
+        print(f"facetwin: {exc.args[0] if exc.args else 'interrupted'}", file=sys.stderr)
         return 130
-    if isinstance(result, dict):
-        print_result(result, getattr(args, "json", False))
+    except Exception as exc:  # noqa: BLE001 - the one place that turns every failure into one line
+        message = describe_fault(exc)
+        if message is None:
+            return internal_error(exc, argv)
+        return error(message)
     return 0
 
 

@@ -42,7 +42,8 @@ def add_training_args(p, default_config: str, config_names: str) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=1e-4 --set run.steps=500 (repeatable)")
     p.add_argument("--resume", default=None,
-                   help="continue from a checkpoint (resumable training state): 'auto' (the latest in run.out_dir) or a .pt path")
+                   help="continue from a checkpoint (resumable training state): 'auto' (the latest in run.out_dir) or a checkpoint path")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in run.out_dir (its metrics, checkpoints, model file)")
     p.add_argument("--out", default=None, help="shortcut for --set run.out_dir=OUT")
     p.add_argument("--steps", type=int, default=None, help="shortcut for --set run.steps=N")
     add_json_flag(p)
@@ -69,7 +70,8 @@ def run(args) -> dict | None:
 
     stage_cls = stage_class(args.stage)
     cfg, config = load_stage_config(args, stage_cls.config_class)
-    trainer = Trainer(stage_cls(cfg), cfg.run, cfg.optim, config_dict=config, resume=args.resume)
+    trainer = Trainer(stage_cls(cfg), cfg.run, cfg.optim, config_dict=config, resume=args.resume,
+                      overwrite=args.overwrite)
     summary = trainer.train()
     if trainer.info.rank != 0:
         return None

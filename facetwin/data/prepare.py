@@ -206,7 +206,7 @@ def process_source(src: Source, cfg: PrepareConfig, out_dir: Path):
             pts = Path(src.path).with_suffix(".pts")
             if pts.is_file():
                 try:
-                    gt = read_pts(pts)
+                    gt = read_pts(pts, n_points_expected=68)
                 except FacetwinError:
                     gt = None
             meta = {**meta, "frame": None, "source_size": [round(image.shape[1] / scale), round(image.shape[0] / scale)]}

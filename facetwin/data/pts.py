@@ -14,8 +14,10 @@ from facetwin.errors import FacetwinError
 PTS_OFFSET = 1.0
 
 
-def read_pts(path) -> np.ndarray:
-    """Landmarks ``(N, 2)`` float64 from a ``.pts`` file, converted to 0-based."""
+def read_pts(path, n_points_expected: int | None = None) -> np.ndarray:
+    """Landmarks ``(N, 2)`` float64 from a ``.pts`` file, converted to 0-based.
+
+    NaN/Inf coordinates are refused; with ``n_points_expected`` so is any other point count."""
     path = Path(path)
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -33,11 +35,17 @@ def read_pts(path) -> np.ndarray:
         raise FacetwinError(f"unreadable landmarks: {path.name}: not an iBUG .pts file") from None
     if pts.ndim != 2 or pts.shape[1] != 2 or (n_points is not None and len(pts) != n_points):
         raise FacetwinError(f"unreadable landmarks: {path.name}: expected {n_points} points, found {len(pts)}")
+    if n_points_expected is not None and len(pts) != n_points_expected:
+        raise FacetwinError(f"unreadable landmarks: {path.name}: {len(pts)} points, expected {n_points_expected}")
+    if not np.isfinite(pts).all():
+        raise FacetwinError(f"unreadable landmarks: {path.name}: NaN or infinite coordinates")
     return pts - PTS_OFFSET
 
 
 def write_pts(path, points: np.ndarray) -> None:
     """Write ``(N, 2)`` 0-based landmarks as a 1-based ``.pts`` file."""
     points = np.asarray(points, dtype=np.float64)
+    from facetwin.outputs import write_text
+
     body = "\n".join(f"{x + PTS_OFFSET:.3f} {y + PTS_OFFSET:.3f}" for x, y in points)
-    Path(path).write_text(f"version: 1\nn_points: {len(points)}\n{{\n{body}\n}}\n")
+    write_text(path, f"version: 1\nn_points: {len(points)}\n{{\n{body}\n}}\n")

@@ -61,7 +61,7 @@ def predict_folder(coarse_model, folder: Path, limit: int | None = None, crop: s
     crops, transforms, gts, paths = [], [], [], []
     for img_path, pts_path in pairs:
         image, scale = load_image(img_path)
-        gt = read_pts(pts_path)
+        gt = read_pts(pts_path, n_points_expected=68)
         if crop == "gt":
             ref = gt * scale
         else:
@@ -144,12 +144,11 @@ def ced_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, threshold: fl
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    import io
+    from facetwin.outputs import atomic_write
 
-    from facetwin.outputs import write_bytes
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    write_bytes(path, buf.getvalue())
-    plt.close(fig)
+    try:
+        with atomic_write(path, "wb") as fh:  # a failed write keeps an earlier plot of that name
+            fig.savefig(fh, format=Path(path).suffix.lstrip(".").lower() or "png")
+    finally:
+        plt.close(fig)
     return Path(path)

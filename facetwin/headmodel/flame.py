@@ -7,7 +7,11 @@ module reads the pickle with a *restricted* unpickler that resolves only the han
 a FLAME file contains (numpy array/dtype reconstruction, csc/csr sparse matrices, chumpy arrays,
 ``set``) and maps sparse matrices and chumpy objects to inert stubs that only collect their
 state. Anything else (``os.system``, ``builtins.eval``, any other module) is refused before it
-can be called.
+can be called. Every allocation the file can ask for is capped (:data:`MAX_ALLOCATION` per
+array or buffer, :data:`MAX_TOTAL` per file): the opcodes are checked before unpickling (counted
+lengths must lie inside the file, memo indices stay small), and ``bytearray``, ``ndarray``,
+``dtype``, sparse densification and chumpy arithmetic check their result size first, so a
+39-byte file cannot make the loader allocate gigabytes.
 
 FLAME's ``landmark_embedding.npy`` (DECA/RingNet) is an ``.npy`` holding a pickled dict;
 it is read with the same unpickler (``np.load(allow_pickle=True)`` would run arbitrary code).
@@ -34,6 +38,8 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
+import threading
 import warnings
 from pathlib import Path
 
@@ -47,6 +53,10 @@ DEFAULT_N_SHAPE = 100          # as DECA
 DEFAULT_N_EXPR = 50            # as DECA / SMIRK
 REQUIRED_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table")
 DYNAMIC_YAW_LIMIT_DEG = 39     # DECA/RingNet: 79 bins for rounded yaw -39..39 degrees
+# FLAME's largest array (shapedirs, 5023 x 3 x 400 float64) is 48 MB; a generous cap per array.
+MAX_ALLOCATION = 1 << 29       # 512 MiB for one array or buffer
+MAX_TOTAL = 1 << 31            # 2 GiB for everything one file asks for
+MAX_MEMO = 1 << 22             # memo slots (a FLAME pickle uses a few thousand)
 
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct, scalar as _np_scalar
@@ -62,6 +72,98 @@ class _Refused(Exception):
     def __init__(self, module: str, name: str):
         super().__init__(f"{module}.{name}")
         self.reference = f"{module}.{name}"
+
+
+# -- allocation caps ----------------------------------------------------------------------------
+class _TooLarge(Exception):
+    """The file asks for more memory than a FLAME file ever needs."""
+
+
+_budget = threading.local()
+
+
+def _charge(nbytes, what: str) -> None:
+    """Account for an allocation of ``nbytes`` (refused above the per-array or per-file cap)."""
+    nbytes = int(nbytes)
+    if nbytes < 0:
+        raise ValueError(f"{what} of negative size")
+    if nbytes > MAX_ALLOCATION:
+        raise _TooLarge(f"{what} of {nbytes / 2 ** 20:.0f} MiB (a FLAME file needs at most {MAX_ALLOCATION >> 20} MiB per array)")
+    used = getattr(_budget, "used", 0) + nbytes
+    if used > MAX_TOTAL:
+        raise _TooLarge(f"more than {MAX_TOTAL >> 20} MiB in total")
+    _budget.used = used
+
+
+def _n_elements(shape) -> int:
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    n = 1
+    for d in shape:
+        d = int(d)
+        if d < 0:
+            raise ValueError("negative dimension in pickle")
+        n *= d
+        if n > MAX_ALLOCATION:  # stop before the product itself gets huge
+            raise _TooLarge(f"an array of shape {shape}")
+    return n
+
+
+def _check_opcodes(data: bytes) -> None:
+    """Walk the opcodes without executing them: counted strings must fit in the file (the
+    unpickler would otherwise allocate the announced size first) and memo indices stay small."""
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("BINPUT", "LONG_BINPUT", "PUT", "BINGET", "LONG_BINGET", "GET"):
+            if int(arg) > MAX_MEMO:
+                raise _TooLarge(f"memo index {arg}")
+        elif op.name == "FRAME" and int(arg) > len(data):
+            raise ValueError("frame longer than the file")
+        elif isinstance(arg, (bytes, bytearray, str)) and len(arg) > MAX_ALLOCATION:
+            raise _TooLarge(f"a {len(arg) >> 20} MiB string")
+        if op.name == "STOP":
+            return
+
+
+def _bytearray(*args):
+    if args and isinstance(args[0], (int, np.integer)):
+        _charge(args[0], "a buffer")
+    elif args and hasattr(args[0], "__len__"):
+        _charge(len(args[0]), "a buffer")
+    return bytearray(*args)
+
+
+def _dtype(*args):
+    dt = np.dtype(*args)
+    if dt.itemsize > MAX_ALLOCATION:
+        raise _TooLarge(f"a {dt.itemsize}-byte element type")
+    return dt
+
+
+class _NdarrayClass:
+    """Stands for ``numpy.ndarray`` in a pickle: only usable as ``_reconstruct``'s class."""
+
+    def __call__(self, *args, **kwargs):
+        raise ValueError("direct numpy.ndarray construction is not part of a FLAME file")
+
+
+_NDARRAY = _NdarrayClass()
+
+
+def _guarded_reconstruct(cls, shape, dtype):
+    if cls is not _NDARRAY:
+        raise ValueError("numpy _reconstruct for something other than an ndarray")
+    dt = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
+    _charge(_n_elements(shape) * max(1, dt.itemsize), "an array")
+    return _reconstruct(np.ndarray, shape, dtype)
+
+
+def _guarded_scalar(dtype, *args):
+    if not isinstance(dtype, np.dtype) or dtype.itemsize > 64:
+        raise ValueError("unexpected numpy scalar in pickle")
+    return _np_scalar(dtype, *args)
+
+
+def _array_budget(shape, dtype, what: str) -> None:
+    _charge(_n_elements(shape) * np.dtype(dtype).itemsize, what)
 
 
 # -- inert stand-ins for the classes a FLAME pickle names ----------------------------------------
@@ -92,6 +194,7 @@ class _SparseStub:
             raise ValueError("sparse matrix index pointers do not match its shape")
         if data.size and (indices.min() < 0 or indices.max() >= n_minor):
             raise ValueError("sparse matrix indices out of range")
+        _array_budget((rows, cols), np.result_type(data.dtype, np.float32), "a dense joint regressor")
         major = np.repeat(np.arange(n_major), np.diff(indptr))
         dense = np.zeros((rows, cols), np.result_type(data.dtype, np.float32))
         if self.sparse_format == "csc":
@@ -151,9 +254,13 @@ def _chumpy_value(obj, depth: int = 0) -> np.ndarray:
         if op == "transpose":
             return np.ascontiguousarray(np.transpose(val("a"), s.get("axes")))
         if op == "Concatenate":
-            return np.concatenate([val(t) for t in s["dterms"]], axis=s["axis"])
+            parts = [val(t) for t in s["dterms"]]
+            _charge(sum(p.nbytes for p in parts), "a concatenation")
+            return np.concatenate(parts, axis=s["axis"])
         if op in ("add", "subtract", "multiply", "divide"):
-            return getattr(np, op)(val("a"), val("b"))
+            a, b = val("a"), val("b")
+            _array_budget(np.broadcast_shapes(np.shape(a), np.shape(b)), np.result_type(a, b), "a chumpy result")
+            return getattr(np, op)(a, b)
         if op == "negative":
             return -val("a")
     except KeyError as exc:
@@ -168,9 +275,24 @@ def _as_array(value, depth: int = 0) -> np.ndarray:
         return value.to_dense()
     if isinstance(value, _ChumpyStub):
         return _chumpy_value(value, depth)
-    if isinstance(value, (list, tuple, int, float, np.generic)):
+    if isinstance(value, (list, tuple)):
+        _count_elements(value)
+        return np.asarray(value)
+    if isinstance(value, (int, float, np.generic)):
         return np.asarray(value)
     raise FacetwinError(f"expected an array, found a {type(value).__name__}")
+
+
+def _count_elements(value) -> None:
+    """Refuse nested lists that share sub-lists to blow up (memo references) before converting."""
+    stack, n = [value], 0
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            n += len(v)
+            if n > MAX_ALLOCATION // 8:
+                raise _TooLarge("a nested list of too many elements")
+            stack.extend(x for x in v if isinstance(x, (list, tuple)))
 
 
 # -- the restricted unpickler -------------------------------------------------------------------
@@ -190,17 +312,19 @@ def _reconstructor(cls, base, state):
 
 _NUMPY_MODULES = ("numpy.core.multiarray", "numpy._core.multiarray")
 _ALLOWED = {
-    **{(m, "_reconstruct"): _reconstruct for m in _NUMPY_MODULES},
-    **{(m, "scalar"): _np_scalar for m in _NUMPY_MODULES},
+    **{(m, "_reconstruct"): _guarded_reconstruct for m in _NUMPY_MODULES},
+    **{(m, "scalar"): _guarded_scalar for m in _NUMPY_MODULES},
     ("numpy.core.numeric", "_frombuffer"): _frombuffer,
     ("numpy._core.numeric", "_frombuffer"): _frombuffer,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _dtype,
     ("_codecs", "encode"): _codecs_encode,
     ("copy_reg", "_reconstructor"): _reconstructor,
     ("copyreg", "_reconstructor"): _reconstructor,
     **{(b, n): getattr(__import__("builtins"), n) for b in ("__builtin__", "builtins")
-       for n in ("object", "set", "frozenset", "bytearray", "slice")},
+       for n in ("object", "set", "frozenset", "slice")},
+    ("builtins", "bytearray"): _bytearray,
+    ("__builtin__", "bytearray"): _bytearray,
 }
 _SPARSE_MODULES = ("scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse.csr", "scipy.sparse._csr")
 _SPARSE_CLASSES = {"csc_matrix": _CscStub, "csc_array": _CscStub, "csr_matrix": _CsrStub, "csr_array": _CsrStub}
@@ -244,8 +368,12 @@ def safe_unpickle(data: bytes, path: Path, what: str):
         raise FacetwinError(f"{what} {path} is a .npy file, not a pickle")
     if not (data[:1] == b"\x80" or data[:1] in b"(}]cl"):
         raise FacetwinError(f"{what} {path} is not a pickle file")
+    _budget.used = 0
     try:
+        _check_opcodes(data)
         return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except _TooLarge as exc:
+        raise FacetwinError(f"refusing to load {path}: it asks for {exc}, more memory than a FLAME file needs") from None
     except _Refused as exc:
         raise FacetwinError(
             f"refusing to load {path}: the pickle references {exc.reference}, which a FLAME file never contains"

@@ -9,6 +9,11 @@
 
 Detection, 68-point labels and the crop come from the data pipeline (dlib HOG + shape
 predictor, crop = 1.6 × the landmark box, like the training data).
+
+Every 2D output is in the input image's own pixels at any size: a path is decoded at full
+resolution (within the decode budget of :mod:`facetwin.data.io`; the detector and the crop
+shrink internally, with area averaging), so landmarks, camera and overlay of a 4000-px photo
+are those of the 4000-px photo. Non-finite weights, landmarks or results are refused.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from facetwin.errors import FacetwinError
 from facetwin.models.coarse import DEFAULT_MODEL_FILE as DEFAULT_CHECKPOINT  # noqa: E402
 from facetwin.models.coarse import load_coarse_model  # noqa: E402,F401
 from facetwin.models.coarse import resolve_model_file as resolve_checkpoint  # noqa: E402,F401
+
+OVERLAY_RENDER_SIDE = 2048  # long side the overlay's mesh layer is rasterised at, at most
 
 
 @dataclass
@@ -63,14 +70,25 @@ class Reconstruction:
         return _first(img)
 
     def overlay(self, opacity: float = 0.7, landmarks: bool = True) -> np.ndarray:
-        """The shaded mesh over the original image (H, W, 3) uint8, with the 68 landmarks."""
+        """The shaded mesh over the original image (H, W, 3) uint8, with the 68 landmarks.
+
+        Images above :data:`OVERLAY_RENDER_SIDE` are rendered at that size and the shaded layer
+        is scaled up (the rasteriser's memory grows with the pixel count)."""
+        import cv2
+
         from facetwin.rendering.visualize import draw_landmarks, render_geometry
 
         H, W = self.image.shape[:2]
+        f = min(1.0, OVERLAY_RENDER_SIDE / max(H, W))
+        h, w = max(1, round(H * f)), max(1, round(W * f))
         img, alpha = render_geometry(torch.as_tensor(self.vertices)[None].float(), torch.as_tensor(self.faces),
-                                     torch.tensor([self.scale]), torch.as_tensor(self.translation)[None].float(), (H, W))
+                                     torch.tensor([self.scale * f]), torch.as_tensor(self.translation * f)[None].float(), (h, w))
         img, alpha = _first(img), _first(alpha)
-        a = (alpha.astype(np.float32) / (255.0 if alpha.dtype == np.uint8 else 1.0)).reshape(H, W, 1) * opacity
+        a = alpha.astype(np.float32) / (255.0 if alpha.dtype == np.uint8 else 1.0)
+        if f < 1.0:
+            img = cv2.resize(np.ascontiguousarray(img), (W, H), interpolation=cv2.INTER_LINEAR)
+            a = cv2.resize(np.ascontiguousarray(a.reshape(h, w)), (W, H), interpolation=cv2.INTER_LINEAR)
+        a = a.reshape(H, W, 1) * opacity
         out = (self.image * (1 - a) + img * a).astype(np.uint8)
         if landmarks:
             r = max(1.0, 0.004 * max(H, W))
@@ -88,11 +106,11 @@ class Reconstruction:
         }
 
     def save_obj(self, path: str | Path) -> Path:
-        path = Path(path)
+        from facetwin.outputs import write_text
+
         lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in self.vertices]
         lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in self.faces]
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        return write_text(path, "\n".join(lines) + "\n")
 
 
 def _first(x):
@@ -131,13 +149,19 @@ class FaceTwin:
         around these points instead. Raises FacetwinError when no usable face is found."""
         from facetwin.data.alignment import apply_affine, crop_square, crop_transform, invert_affine, warp
 
-        if isinstance(image, (str, Path)):
-            from facetwin.data.io import load_image
+        from facetwin.data.io import check_shape, load_image
 
-            image, _ = load_image(image)
+        if isinstance(image, (str, Path)):
+            image, _ = load_image(image, max_side=None)  # full resolution: outputs in its pixels
         image = np.ascontiguousarray(np.asarray(image))
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise FacetwinError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        check_shape(image.shape[1], image.shape[0])
+        if landmarks is not None:
+            landmarks = np.asarray(landmarks, np.float64)
+            if landmarks.shape != (68, 2) or not np.isfinite(landmarks).all():
+                raise FacetwinError(f"landmarks must be 68 finite (x, y) points, got shape {landmarks.shape}"
+                                    + ("" if landmarks.shape != (68, 2) else " with NaN/Inf values"))
         detection = {}
         if landmarks is None:
             from facetwin.data.annotator import annotate
@@ -162,6 +186,8 @@ class FaceTwin:
         from facetwin.geometry.camera import project_orthographic
 
         v2d = project_orthographic(torch.as_tensor(verts)[None], torch.tensor([scale]), torch.as_tensor(translation)[None])[0].numpy()
+        if not (np.isfinite(verts).all() and np.isfinite(l2d).all() and np.isfinite(scale)):
+            raise FacetwinError("the model produced NaN/Inf values for this image: no result written")
         return Reconstruction(
             params=params, vertices=verts, faces=self.model.head_model.faces.cpu().numpy(), landmarks3d=l3d,
             landmarks2d=l2d, landmarks2d_crop=l2d_crop, vertices2d=v2d, scale=scale, translation=translation,

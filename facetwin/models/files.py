@@ -112,6 +112,9 @@ def read_model_file(path: str | Path, kind: str | None = None) -> tuple[dict[str
         found, _ = parse_format(meta.get("format", ""))
         if found != kind:
             raise FacetwinError(f"{path.name} is not a facetwin {kind} model file (format {meta.get('format')!r})")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise FacetwinError(f"{path.name} holds NaN or infinite weights (in {bad}): the model is damaged, not usable")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return state, meta
 

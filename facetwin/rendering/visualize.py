@@ -121,8 +121,7 @@ def image_grid(images, columns: int | None = None, pad: int = 2, background=(255
 
 
 def save_png(path, image) -> Path:
-    """Write an image as PNG (parent folders created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8(image)).save(path)
-    return path
+    """Write an image as PNG (parent folders created), atomically through facetwin.outputs."""
+    from facetwin.outputs import write_image
+
+    return write_image(path, to_uint8(image))

@@ -15,7 +15,6 @@ into the checkpoint.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import sys
@@ -30,7 +29,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from facetwin.errors import FacetwinError
+from facetwin.outputs import dumps_json, ensure_dir, write_image
 from facetwin.training import checkpoint as ckpt
+from facetwin.training import run_folder
 from facetwin.training import distributed as ddp
 from facetwin.training.config import OptimConfig, RunConfig
 
@@ -132,7 +134,7 @@ def sample_seed(run_seed: int, epoch: int, batch: int, pos: int) -> int:
 
 class Trainer:
     def __init__(self, stage: Stage, run: RunConfig, optim: OptimConfig, config_dict: dict | None = None,
-                 resume: str | None = None, quiet: bool = False, stop_at: int | None = None):
+                 resume: str | None = None, quiet: bool = False, stop_at: int | None = None, overwrite: bool = False):
         self.stage = stage
         self.run = run
         self.optim_cfg = optim
@@ -140,8 +142,12 @@ class Trainer:
         self.resume = resume
         self.quiet = quiet
         self.stop_at = stop_at  # stop (with a checkpoint) at this step, as if interrupted
+        self.overwrite = overwrite  # replace a run already in run.out_dir (else --resume is needed)
         self.out = Path(run.out_dir)
         self.history: list[dict] = []  # logged records (rank 0), also written to metrics.jsonl
+        self._n_prior = 0  # records in history from before a resume
+        self._interrupt = run_folder.InterruptFlag()  # Ctrl-C: finish the step, checkpoint, stop
+        self._bar = None
 
     # -- set-up ----------------------------------------------------------------------------
     def _autocast(self):
@@ -160,7 +166,10 @@ class Trainer:
         return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def setup(self) -> None:
+        run_folder.check(self.out, self.resume, self.overwrite)
         self.info = ddp.setup(self.run.device)
+        if self.info.is_main:
+            run_folder.prepare(self.out, self.ckpt_dir, self.overwrite and not self.resume)
         if self.run.threads > 0:
             torch.set_num_threads(self.run.threads)  # restored by train() (library calls leave no trace)
         seed = self.run.seed + 1000 * self.info.rank
@@ -190,6 +199,10 @@ class Trainer:
         self._last_saved = -1
         if self.resume:
             self._load(self.resume)
+        if self.info.is_main:  # records after the resumed step are re-made: drop the old ones
+            self.history = run_folder.truncate_metrics(self.out / "metrics.jsonl", self.step)
+            self._n_prior = len(self.history)
+        ddp.barrier(self.info)
 
     # -- checkpoints -----------------------------------------------------------------------
     @property
@@ -232,9 +245,9 @@ class Trainer:
                 "stage": self.stage.name,
                 "world_size": self.info.world_size,
             }
-            path = self.ckpt_dir / f"step_{self.step:07d}.pt"
+            path = self.ckpt_dir / ckpt.checkpoint_name(self.step)
             self._last_saved = self.step
-            ckpt.atomic_torch_save(state, path)
+            ckpt.save_checkpoint(state, path)
             ckpt.prune_checkpoints(self.ckpt_dir, self.run.keep_last)
             self.stage.export(self.stage.model, self.out / "export", self.step, self.config_dict)
         self._last_saved = self.step
@@ -248,7 +261,7 @@ class Trainer:
         world = self.info.world_size
         n = (len(batches) // world) * world
         if n == 0:
-            raise RuntimeError(f"dataset too small: {len(batches)} batches of {self.run.batch_size} for {world} processes")
+            raise FacetwinError(f"dataset too small: {len(batches)} batches of {self.run.batch_size} for {world} processes")
         keyed = [[(i, sample_seed(self.run.seed, self.epoch, b, j)) for j, i in enumerate(batch)]
                  for b, batch in enumerate(batches[:n])]
         mine = keyed[self.info.rank::world][self.batch_in_epoch:]
@@ -268,9 +281,9 @@ class Trainer:
     # -- loop ------------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
         self.history.append(record)
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        ensure_dir(self.out)
+        with open(self.out / "metrics.jsonl", "a") as fh:  # one short line per append
+            fh.write(dumps_json(record) + "\n")
 
     def _to_device(self, batch):
         if isinstance(batch, dict):
@@ -290,6 +303,9 @@ class Trainer:
             try:
                 return self._train()
             finally:
+                self._interrupt.restore()
+                if self._bar is not None:
+                    self._bar.close()  # an error message must not land on the bar's line
                 ddp.cleanup(self.info)
         finally:
             _restore_process_state(saved)
@@ -300,12 +316,14 @@ class Trainer:
         run, info = self.run, self.info
         bar = tqdm(total=run.steps, initial=self.step, disable=not info.is_main or self.quiet,
                    file=sys.stderr, desc=f"train {self.stage.name}", dynamic_ncols=True)
+        self._bar = bar
         sums: dict[str, float] = {}
         count, images, t0 = 0, 0, time.perf_counter()
         total_images, total_time = 0, 0.0
         data_time, t_data = 0.0, time.perf_counter()
         batches = self._batches() if self.step < run.steps else iter(())
         self.wrapped.train()
+        interrupt = self._interrupt.install()
         for batch in batches:
             if self.step >= run.steps or (self.stop_at is not None and self.step >= self.stop_at):
                 break
@@ -313,7 +331,9 @@ class Trainer:
             batch = self._to_device(batch)
             loss, logs = self.stage.training_step(self.wrapped, batch, self.step)
             if not torch.isfinite(loss):
-                raise RuntimeError(f"non-finite loss at step {self.step}: {logs}")
+                raise FacetwinError(f"training diverged: non-finite loss at step {self.step} "
+                                    f"({', '.join(k for k, v in logs.items() if not math.isfinite(float(v))) or 'total'}); "
+                                    f"lower optim.lr or check the data, then --resume auto from the last checkpoint")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.optim_cfg.grad_clip > 0:
@@ -347,13 +367,20 @@ class Trainer:
             if run.checkpoint_every and self.step % run.checkpoint_every == 0:
                 self.save()
             bar.update(1)
+            if interrupt.requested(info):
+                break  # the step is complete: stop here, before fetching the next batch
             t_data = time.perf_counter()
         bar.close()
+        if interrupt.requested(info):
+            interrupt.restore()
+            path = self.save() if self._last_saved != self.step else self.ckpt_dir / ckpt.checkpoint_name(self.step)
+            raise KeyboardInterrupt(f"interrupted at step {self.step}; checkpoint {path} written (continue with --resume auto)")
+        interrupt.restore()
         if self._last_saved != self.step:
             self.save()
         if run.eval_every and self.step % run.eval_every != 0:
             self._evaluate()
-        train_records = [r for r in self.history if "loss" in r]
+        train_records = [r for r in self.history[self._n_prior:] if "loss" in r]
         last = train_records[-1] if train_records else {}
         return {"step": self.step, "out_dir": str(self.out), "last": last,
                 "images_per_s": total_images / total_time if total_time else None}
@@ -374,8 +401,4 @@ class Trainer:
             grid = self.stage.visuals(model, batch)
         if grid is None:
             return
-        from PIL import Image
-
-        path = self.out / "images" / f"step_{self.step:07d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(grid).save(path)
+        write_image(self.out / "images" / f"step_{self.step:07d}.png", grid)
