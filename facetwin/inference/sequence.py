@@ -115,3 +115,62 @@ def identity_spread_mm(head_model, shape_frames: np.ndarray, shape_mean: np.ndar
         v, _ = pose_mesh(head_model, shape_frames[i], np.zeros(1), np.zeros((5, 3)))
         d2.append(np.mean(np.sum((v - ref) ** 2, -1)))
     return float(np.sqrt(np.mean(d2)) * 1000.0)
+
+
+class StreamedArray:
+    """A (T, *shape) float32 array written row by row to a temporary file beside ``folder`` and
+    packed into an .npz at the end (:func:`write_npz`): a mesh sequence of any length without
+    holding it in memory."""
+
+    def __init__(self, folder: Path, shape: tuple[int, ...], dtype=np.float32):
+        import os
+
+        from facetwin.outputs import TMP_MARK, ensure_dir
+
+        ensure_dir(folder)
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.path = Path(folder) / f".rows{TMP_MARK}{os.getpid()}-{os.urandom(4).hex()}"
+        self._f = open(self.path, "wb")
+        self.n = 0
+
+    def append(self, row: np.ndarray) -> None:
+        row = np.ascontiguousarray(row, self.dtype)
+        if row.shape != self.shape:
+            raise ValueError(f"row shape {row.shape} != {self.shape}")
+        self._f.write(row.tobytes())
+        self.n += 1
+
+    def finish(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+    def discard(self) -> None:
+        self.finish()
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray], streamed: dict[str, StreamedArray] | None = None) -> Path:
+    """An uncompressed .npz (``np.load`` reads it) of small ``arrays`` and large ``streamed`` ones,
+    copied from their temporary files in chunks; written atomically; the temporaries are removed."""
+    import shutil
+    import zipfile
+
+    streamed = streamed or {}
+    try:
+        with atomic_write(path, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for key, value in arrays.items():
+                with zf.open(f"{key}.npy", "w", force_zip64=True) as entry:
+                    np.lib.format.write_array(entry, np.asarray(value), allow_pickle=False)
+            for key, s in streamed.items():
+                s.finish()
+                with zf.open(f"{key}.npy", "w", force_zip64=True) as entry, open(s.path, "rb") as src:
+                    header = {"descr": np.lib.format.dtype_to_descr(s.dtype), "fortran_order": False, "shape": (s.n, *s.shape)}
+                    np.lib.format.write_array_header_2_0(entry, header)
+                    shutil.copyfileobj(src, entry, 1 << 20)
+    finally:
+        for s in streamed.values():
+            s.discard()
+    return Path(path)

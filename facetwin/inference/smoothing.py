@@ -60,16 +60,17 @@ class ParameterSmoother:
     """One filter per named parameter (``pose``, ``expression``, camera ``scale`` /
     ``translation``); parameters not listed pass unchanged.
 
-    The default cutoffs suit 25–60 fps talking heads: pose and expression in their own units
-    (radians, expression coefficients), camera translation in pixels (``beta`` scaled down
-    because pixel speeds are large numbers).
+    The defaults suit 25–60 fps talking heads: pose in radians (on a 0.3 rad, 0.4 Hz nod with
+    0.02 rad noise they cut the frame-to-frame jitter to 0.41× and the error to 0.72×, see
+    tests/test_video.py), expression in its coefficients, camera scale and translation in pixels
+    (``beta`` scaled down because pixel speeds are large numbers).
     """
 
     DEFAULTS = {
-        "pose": dict(min_cutoff=1.5, beta=0.3),
-        "expression": dict(min_cutoff=2.0, beta=0.2),
-        "scale": dict(min_cutoff=1.0, beta=0.0005),
-        "translation": dict(min_cutoff=1.5, beta=0.005),
+        "pose": dict(min_cutoff=1.5, beta=10.0),
+        "expression": dict(min_cutoff=1.5, beta=3.0),
+        "scale": dict(min_cutoff=1.5, beta=0.01),
+        "translation": dict(min_cutoff=1.5, beta=0.05),
     }
 
     def __init__(self, settings: dict | None = None):
