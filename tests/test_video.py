@@ -291,3 +291,25 @@ def test_real_talking_head_is_tracked_not_redetected(shared_data, tmp_path, capf
     err_px = np.linalg.norm(z["landmarks2d"][:, 17:] - z["tracked_landmarks"][:, 17:], axis=2).mean(1)
     assert (err_px / side).max() < 0.08
     assert mp4_frames(out / f"{src.stem}_overlay.mp4") == 40
+
+
+def test_animated_glb_through_the_export_package(tmp_path):
+    """The integration point with facetwin.export (skips in a build without it)."""
+    pytest.importorskip("facetwin.export")
+    pygltflib = pytest.importorskip("pygltflib")
+    from facetwin.cli.animate import Source, write_animated_glb
+    from facetwin.headmodel import load_head_model
+
+    hm = load_head_model("open")
+    T = 10
+    src = Source("x", np.zeros(hm.n_shape, np.float32), np.zeros((5, 3), np.float32), np.zeros(hm.n_expr, np.float32),
+                 np.zeros((8, 8, 3), np.uint8), 1.0, np.zeros(2), np.zeros((2, 3)))
+    expr = np.random.default_rng(0).uniform(0, 1, (T, hm.n_expr)).astype(np.float32)
+    pose = np.zeros((T, 5, 3), np.float32)
+    pose[:, 2, 0] = np.linspace(0, 0.3, T)
+    path, note = write_animated_glb(tmp_path / "a.glb", hm, src, np.arange(T) / 25, expr, pose)
+    assert note is None
+    g = pygltflib.GLTF2().load(str(path))
+    assert len(g.animations) == 1 and len(g.meshes[0].primitives[0].targets) == hm.n_expr
+    times = g.animations[0].samplers[0].input
+    assert g.accessors[times].count == T

@@ -129,6 +129,19 @@ def _driver_frames(path: Path, ft, max_frames, smoother):
     yield res.image, 0.0, res.params, 1.0, None
 
 
+def face_view(shape, crop_transform, crop_size: int, margin: float = 1.35) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): a square around the face (``margin`` × its crop), inside the image."""
+    from facetwin.data.alignment import apply_affine, invert_affine
+
+    H, W = shape[:2]
+    inv = invert_affine(crop_transform)
+    c = apply_affine(inv, np.array([[crop_size / 2, crop_size / 2]]))[0]
+    side = min(H, W, margin * crop_size * float(np.sqrt(abs(np.linalg.det(inv[:, :2])))))
+    x0 = int(np.clip(round(c[0] - side / 2), 0, W - side))
+    y0 = int(np.clip(round(c[1] - side / 2), 0, H - side))
+    return y0, y0 + int(side), x0, x0 + int(side)
+
+
 def side_by_side(left: np.ndarray, right: np.ndarray, height: int) -> np.ndarray:
     """Both pictures scaled to ``height`` (even widths, as MP4 encoders like) and put side by side."""
     import cv2
@@ -150,7 +163,7 @@ def run(args) -> dict:
     from facetwin.inference.sequence import StreamedArray, write_npz
     from facetwin.inference.smoothing import ParameterSmoother
     from facetwin.inference.video import fast_overlay, label_frame, pose_mesh
-    from facetwin.outputs import ensure_dir, write_json
+    from facetwin.outputs import clean_temporaries, ensure_dir, write_json
 
     max_frames = _positive(args.max_frames, "--max-frames", int)
     torch.set_num_threads(_positive(args.threads, "--threads", int))
@@ -159,12 +172,14 @@ def run(args) -> dict:
         if not p.is_file():
             raise FacetwinError(f"{what} not found: {p}")
     out = ensure_dir(args.out)
+    clean_temporaries(out)  # leftovers of a killed earlier run
     ft = FaceTwin(args.checkpoint, head_model=args.head_model)
     hm = ft.model.head_model
     faces = hm.faces.cpu().numpy()
     source = load_source(src_path, ft)
     name = f"{source.name}_by_{drv_path.stem}"
     smoother = ParameterSmoother() if args.smooth else None
+    view = face_view(source.image.shape, source.crop_transform, ft.crop_size)
     verts_rows = StreamedArray(out, (int(hm.v_template.shape[0]), 3))
     writer = None
     times, expr_rows, pose_rows, valid = [], [], [], []
@@ -188,6 +203,8 @@ def run(args) -> dict:
             valid.append(params is not None)
             right = fast_overlay(source.image, verts, faces, source.scale, source.translation, source.crop_transform,
                                  ft.crop_size, opacity=1.0 if source.image.std() < 1 else 0.85)
+            y0, y1, x0, x1 = view
+            right = right[y0:y1, x0:x1]
             left = rgb if params is not None else label_frame(rgb, "no face: holding the last expression")
             pic = side_by_side(left, right, min(512, max(256, rgb.shape[0] // 2 * 2)))
             if writer is None:

@@ -161,7 +161,7 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
     from facetwin.inference.sequence import SequenceRecorder, identity_spread_mm
     from facetwin.inference.smoothing import ParameterSmoother
     from facetwin.inference.video import ClipIdentity, fast_overlay, label_frame, reconstruct_video
-    from facetwin.outputs import ensure_dir
+    from facetwin.outputs import clean_temporaries, ensure_dir
 
     t0 = time.perf_counter()
     torch.set_num_threads(threads)
@@ -170,6 +170,7 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
     step = sample_step(info.fps, None, fps)
     reader = VideoReader(src, step=step, max_frames=max_frames)
     out = ensure_dir(args.out)
+    clean_temporaries(out)  # leftovers of a killed earlier run
     name = src.stem
     ft = FaceTwin(args.checkpoint, head_model=args.head_model)
     faces = ft.model.head_model.faces.cpu().numpy()
