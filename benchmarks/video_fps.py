@@ -7,8 +7,10 @@ Runs the command in child processes — default options (every frame, tracking, 
 sequence file) and ``--no-overlay`` — on the clip's first ``--frames`` frames, with 1 torch
 thread + the decode/track thread (the default: 2 threads). Reports the command's own fps (frames /
 wall time of the frame loop, model loading excluded), the wall time including start-up, the CPU
-seconds per frame (user + sys from ``/usr/bin/time``; what an idle 2-core machine bounds) and the
-load average while it ran (other jobs share these cores).
+seconds per frame (user + sys from ``/usr/bin/time``, start-up included), the CPU milliseconds
+per frame of each stage on its own thread (decode + track in one, network + overlay + write in
+the other: the slower thread bounds the fps of an idle 2-core machine) and the load average while
+it ran (other jobs share these cores).
 """
 
 from __future__ import annotations
@@ -47,9 +49,11 @@ def main() -> None:
         if r.returncode != 0:
             raise SystemExit(r.stderr[-2000:])
         res = json.loads(r.stdout.strip().splitlines()[-1])
+        timing = json.loads(Path(res["summary"]).read_text())["timing"]
         cpu = sum(float(re.search(rf"{k} time \(seconds\): ([\d.]+)", r.stderr).group(1)) for k in ("User", "System"))
         rows[label] = {"frames": res["frames"], "fps": res["fps"], "wall_s_with_startup": round(wall, 1),
-                       "cpu_ms_per_frame": round(1000 * cpu / res["frames"], 1), "detections": res["detections"],
+                       "process_cpu_ms_per_frame": round(1000 * cpu / res["frames"], 1),
+                       "stage_cpu_ms_per_frame": timing["cpu_ms_per_frame"], "detections": res["detections"],
                        "load_avg_1min": [round(load0, 1), round(os.getloadavg()[0], 1)]}
         print(label, rows[label], file=sys.stderr)
         shutil.rmtree(out, ignore_errors=True)

@@ -61,8 +61,8 @@ def driver_clip(path: Path, n: int = 60) -> None:
             pose[0, 0, 1] = 0.25 * np.sin(2 * np.pi * ph)
             with torch.no_grad():
                 v = hm(expression=e, pose=pose).vertices[0]
-            s = 0.9 * S / 0.25
-            img, a = render_geometry(v, hm.faces, s, torch.tensor([S / 2, S / 2 + 0.02 * s]), S)
+            s = 0.7 * S / 0.25  # pixels per metre: the whole head in the frame
+            img, a = render_geometry(v, hm.faces, s, torch.tensor([S / 2, S / 2 + 0.04 * s]), S)
             bg = np.full((S, S, 3), 90, np.uint8)
             w.write((bg * (1 - a[..., None]) + img * a[..., None]).astype(np.uint8))
 
@@ -99,8 +99,8 @@ def main() -> None:
     ov = frames_of(work / "rec" / "astronaut_clip_overlay.mp4", [0, 20, 39])
     Image.fromarray(np.concatenate(ov, 1)).save(ROOT / "docs" / "images" / "video_overlay.png")
     sbs = frames_of(work / "anim" / "astronaut_by_head_model_driver_side_by_side.mp4", [0, 12, 33, 50])
-    pic = np.concatenate(sbs, 0)
-    pic = cv2.resize(pic, (pic.shape[1] // 2, pic.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    gap = np.full((sbs[0].shape[0], 8, 3), 255, np.uint8)
+    pic = np.concatenate([np.concatenate([sbs[0], gap, sbs[1]], 1), np.concatenate([sbs[2], gap, sbs[3]], 1)], 0)
     Image.fromarray(pic).save(ROOT / "docs" / "images" / "animate_side_by_side.png")
     print("wrote docs/images/video_overlay.png and docs/images/animate_side_by_side.png")
 

@@ -160,7 +160,7 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
     from facetwin.inference.reconstructor import FaceTwin
     from facetwin.inference.sequence import SequenceRecorder, identity_spread_mm
     from facetwin.inference.smoothing import ParameterSmoother
-    from facetwin.inference.video import ClipIdentity, fast_overlay, label_frame, reconstruct_video
+    from facetwin.inference.video import ClipIdentity, StageClock, fast_overlay, label_frame, reconstruct_video
     from facetwin.outputs import clean_temporaries, ensure_dir
 
     t0 = time.perf_counter()
@@ -174,7 +174,7 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
     name = src.stem
     ft = FaceTwin(args.checkpoint, head_model=args.head_model)
     faces = ft.model.head_model.faces.cpu().numpy()
-    tracker, identity = FaceTracker(), ClipIdentity()
+    tracker, identity, clock = FaceTracker(), ClipIdentity(), StageClock()
     smoother = ParameterSmoother() if args.smooth else None
     recorder = SequenceRecorder(smoothing=smoother is not None)
     out_fps = info.fps / step if info.fps > 0 else 25.0
@@ -187,18 +187,22 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
     t_loop = time.perf_counter()
     interrupted = False
     try:
-        for r in tqdm(reconstruct_video(ft, src, reader=reader, tracker=tracker, identity=identity, smoother=smoother),
+        for r in tqdm(reconstruct_video(ft, src, reader=reader, tracker=tracker, identity=identity, smoother=smoother, clock=clock),
                       total=total, desc="reconstruct", unit="frame", file=sys.stderr, disable=None):
             recorder.add(r)
             if first_faces is None and r.track.detected and r.track.n_faces:
                 first_faces = r.track.n_faces
             if writer is not None:
+                clock.start("overlay")
                 if r.ok:
                     pic = fast_overlay(r.frame.rgb, r.vertices, faces, r.scale, r.translation,
                                        r.reconstruction.crop_transform, ft.crop_size)
                 else:
                     pic = label_frame(r.frame.rgb, f"no face ({r.track.reason or 'lost'})")
+                clock.stop("overlay")
+                clock.start("write")
                 writer.write(pic)
+                clock.stop("write")
             if args.per_frame and r.ok:
                 per_frame.append(save_result(r.as_reconstruction(), frames_dir, f"{name}_f{r.frame.index:06d}"))
     except KeyboardInterrupt:
@@ -231,7 +235,9 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
         "identity": {"shape_std_mean": float(np.mean(seq["shape_std"])), "spread_mm": spread_mm,
                      "how": "mean of per-frame beta over frames with a face; spread = RMS distance of each frame's neutral mesh from the clip's"},
         "read": report.as_dict(), "interrupted": interrupted,
-        "timing": {"total_s": time.perf_counter() - t0, "frames_s": elapsed, "fps": speed, "torch_threads": threads},
+        "timing": {"total_s": time.perf_counter() - t0, "frames_s": elapsed, "fps": speed, "torch_threads": threads,
+                   "cpu_ms_per_frame": clock.per_frame_ms(recorder.n),
+                   "threads": "decode + track in one thread, network + overlay + write in the other"},
     }
     files = recorder.save(out, name, identity, faces, summary)
     if interrupted:

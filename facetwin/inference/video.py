@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Iterator
 
@@ -107,9 +108,37 @@ def _prefetch(iterator: Iterator, depth: int = 4) -> Iterator:
         t.join(timeout=5)
 
 
-def tracked_frames(reader: VideoReader, tracker: FaceTracker) -> Iterator[tuple[Frame, TrackStep]]:
-    for frame in reader:
-        yield frame, tracker.update(frame.rgb)
+class StageClock:
+    """CPU seconds per stage, each measured on the thread that runs it (``time.thread_time``):
+    what the stages would cost on an idle machine, whatever else shares the cores."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._t: dict[str, float] = {}
+
+    def start(self, stage: str) -> None:
+        self._t[stage] = time.thread_time()
+
+    def stop(self, stage: str) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.thread_time() - self._t.pop(stage)
+
+    def per_frame_ms(self, frames: int) -> dict[str, float]:
+        return {k: round(1000 * v / max(1, frames), 1) for k, v in self.seconds.items()}
+
+
+def tracked_frames(reader: VideoReader, tracker: FaceTracker, clock: StageClock | None = None) -> Iterator[tuple[Frame, TrackStep]]:
+    clock = clock or StageClock()
+    it = iter(reader)
+    while True:
+        clock.start("decode")
+        frame = next(it, None)
+        clock.stop("decode")
+        if frame is None:
+            return
+        clock.start("track")
+        step = tracker.update(frame.rgb)
+        clock.stop("track")
+        yield frame, step
 
 
 class ClipIdentity:
@@ -135,7 +164,8 @@ class ClipIdentity:
 
 def reconstruct_video(ft, path, step: int = 1, max_frames: int | None = None, smoother=None,
                       tracker: FaceTracker | None = None, identity: ClipIdentity | None = None,
-                      reader: VideoReader | None = None, prefetch: int = 4) -> Iterator[VideoFrameResult]:
+                      reader: VideoReader | None = None, prefetch: int = 4,
+                      clock: StageClock | None = None) -> Iterator[VideoFrameResult]:
     """Reconstruct the main face of every ``step``-th frame of a video, streaming.
 
     ``ft``: a :class:`~facetwin.inference.reconstructor.FaceTwin`; ``smoother``: a
@@ -149,16 +179,20 @@ def reconstruct_video(ft, path, step: int = 1, max_frames: int | None = None, sm
     tracker = tracker or FaceTracker()
     identity = identity if identity is not None else ClipIdentity()
     hm = ft.model.head_model
-    source = _prefetch(tracked_frames(reader, tracker), prefetch) if prefetch else tracked_frames(reader, tracker)
+    clock = clock or StageClock()
+    frames = tracked_frames(reader, tracker, clock)
+    source = _prefetch(frames, prefetch) if prefetch else frames
     for frame, track in source:
         if track.label is None:
             if smoother is not None:
                 smoother.reset()  # no face: do not smooth across the gap
             yield VideoFrameResult(frame, track, None, None, None, None, None, None)
             continue
+        clock.start("network")
         try:
             res = ft.reconstruct(frame.rgb, landmarks=track.label.landmarks)
         except FacetwinError as exc:
+            clock.stop("network")
             track = replace(track, label=None, reason=str(exc))
             yield VideoFrameResult(frame, track, None, None, None, None, None, None)
             continue
@@ -174,6 +208,7 @@ def reconstruct_video(ft, path, step: int = 1, max_frames: int | None = None, sm
         verts, lmk3d = pose_mesh(hm, params["shape"], params["expression"], params["pose"])
         scale, translation = float(values["scale"][0]), np.asarray(values["translation"], np.float64)
         l2d = lmk3d[:, :2] * np.array([1.0, -1.0]) * scale + translation
+        clock.stop("network")
         yield VideoFrameResult(frame, track, res, params, scale, translation, verts, l2d)
 
 
