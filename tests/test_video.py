@@ -267,6 +267,19 @@ def test_animate_from_a_sequence_result(clip, leaving_clip, tmp_path, capfd):
     assert z["vertices"].shape[0] == 4 and np.allclose(z["shape"], seq["shape"])
 
 
+def test_animate_photo_by_photo_is_one_frame(astronaut, tmp_path, capfd):
+    from PIL import Image
+
+    src, drv = tmp_path / "astro.png", tmp_path / "drv.png"
+    Image.fromarray(astronaut).save(src)
+    Image.fromarray(face_window(astronaut, dx=20)).save(drv)
+    code, stdout, err = run_cli(["animate", "--source", str(src), "--driver", str(drv), "--out", str(tmp_path / "o"), "--json"], capfd)
+    assert code == 0, err
+    z = np.load(tmp_path / "o" / "astro_by_drv_animation.npz")
+    assert z["vertices"].shape[0] == 1 and z["valid"].all()
+    assert count_frames(tmp_path / "o" / "astro_by_drv_side_by_side.mp4") == 1
+
+
 def test_animate_refuses_a_non_result_npz(tmp_path, leaving_clip, capfd):
     bad = tmp_path / "x.npz"
     np.savez(bad, a=np.zeros(3))
