@@ -119,16 +119,19 @@ def annotate(
     min_reliability: float = DEFAULT_MIN_RELIABILITY,
     detect_kwargs: dict | None = None,
     max_candidates: int = 3,
+    detections: list[Detection] | None = None,
 ) -> tuple[list[FaceLabel], str | None]:
     """Label the faces of an image.
 
     ``faces``: ``"main"`` (the largest face with reliable labels, trying the ``max_candidates``
     largest detections), ``"all"`` (every face), or ``"single"`` (like main, but the image is
     rejected when it shows several faces of similar size).
+    ``detections``: the detector's output when the caller already ran it (largest first).
     Returns ``(labels, reason)``: ``reason`` explains why nothing usable was found (``None`` when
     at least one label is usable). Rejected faces keep their ``reason``.
     """
-    detections = detect_faces(image, **(detect_kwargs or {}))
+    if detections is None:
+        detections = detect_faces(image, **(detect_kwargs or {}))
     if not detections:
         return [], "no face"
     if faces == "single" and len(detections) > 1 and detections[1].size > 0.5 * detections[0].size:

@@ -144,9 +144,11 @@ class FaceTwin:
         return (params, geo.vertices[0].cpu().numpy(), geo.landmarks3d[0].cpu().numpy(), geo.landmarks2d[0].cpu().numpy(),
                 float(geo.scale_px[0]), geo.translation_px[0].cpu().numpy())
 
-    def reconstruct(self, image, landmarks: np.ndarray | None = None) -> Reconstruction:
+    def reconstruct(self, image, landmarks: np.ndarray | None = None, face: int = 0) -> Reconstruction:
         """``image``: path or (H, W, 3) uint8 RGB. ``landmarks`` (68, 2): skip detection and crop
-        around these points instead. Raises FacetwinError when no usable face is found."""
+        around these points instead (a tracked video frame). ``face``: which usable face, largest
+        first (``detection["faces_found"]`` says how many there are). Raises FacetwinError when no
+        usable face is found."""
         from facetwin.data.alignment import apply_affine, crop_square, crop_transform, invert_affine, warp
 
         from facetwin.data.io import check_shape, load_image
@@ -165,14 +167,19 @@ class FaceTwin:
         detection = {}
         if landmarks is None:
             from facetwin.data.annotator import annotate
+            from facetwin.data.detection import detect_faces
 
-            labels, reason = annotate(image)
+            dets = detect_faces(image)
+            labels, reason = annotate(image, faces="all", detections=dets)  # every face: say how many
             usable = [l for l in labels if l.ok]
             if not usable:
                 raise FacetwinError(f"no usable face found ({reason or 'no face'})")
-            label = usable[0]
+            if not 0 <= face < len(usable):
+                raise FacetwinError(f"face {face} requested but {len(usable)} usable face(s) found")
+            label = usable[face]
             landmarks = label.landmarks
-            detection = {"box": label.box.tolist(), "reliability": float(label.reliability), "annotator_landmarks": landmarks.tolist()}
+            detection = {"box": label.box.tolist(), "reliability": float(label.reliability), "annotator_landmarks": landmarks.tolist(),
+                         "face_index": face, "faces_found": len(usable), "faces_detected": len(dets)}
         centre, side = crop_square(np.asarray(landmarks, np.float64), **self.crop_rule)
         S = self.crop_size
         A = crop_transform(centre, side, S)
