@@ -7,7 +7,7 @@
 Panels: the layout (face skin vs the margin that carries the seam), area distortion
 (log₂ of UV area share / surface area share per triangle), angle distortion (σ₁/σ₂), the chart
 on the head, the tension map T_UV of a brow raise, and a synthetic known-answer render whose
-forehead lines are placed by that tension (facetwin.data.synthetic_details).
+forehead lines are placed by that tension (facetwin.evaluation.synthetic_details).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     import torch
     from matplotlib.collections import PolyCollection
 
-    from facetwin.data.synthetic_details import SyntheticDetails
+    from facetwin.evaluation.synthetic_details import SyntheticDetails
     from facetwin.headmodel import load_head_model
     from facetwin.headmodel.build import detail_uv as du
     from facetwin.headmodel.build.preview import draw_mesh

@@ -4,7 +4,7 @@ render and the detail losses, on synthetic known-answer data."""
 import pytest
 import torch
 
-from facetwin.data.synthetic_details import SyntheticDetails
+from facetwin.evaluation.synthetic_details import SyntheticDetails
 from facetwin.losses.detail import DetailLossInputs, DetailLossWeights, detail_losses
 from facetwin.networks.unet import DetailUNet, UNetConfig
 from facetwin.rendering.detail_maps import mirror_map

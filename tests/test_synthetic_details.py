@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facetwin.data.synthetic_details import SyntheticDetails, tension_wrinkles
+from facetwin.evaluation.synthetic_details import SyntheticDetails, tension_wrinkles
 
 
 @pytest.fixture(scope="module")

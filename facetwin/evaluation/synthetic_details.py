@@ -12,7 +12,7 @@ the detail normals of D and with those of D = 0, so a detail network's recovered
 compared with the truth (correlation, normal-angle error) and its render with the image.
 
     from facetwin.headmodel import load_head_model
-    from facetwin.data.synthetic_details import SyntheticDetails
+    from facetwin.evaluation.synthetic_details import SyntheticDetails
     gen = SyntheticDetails(load_head_model("open"))
     s = gen.brow_raise(batch=4, seed=0)
     s.image, s.displacement, s.tension_map       # (4, 3, H, W), (4, 1, S, S), (4, 1, S, S)
