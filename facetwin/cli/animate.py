@@ -32,7 +32,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--source", required=True, help="a photo, or a reconstruct result (.npz)")
     p.add_argument("--driver", required=True, help="a photo or a video whose expressions drive the source")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--checkpoint", default="default", help="'default' (shipped), an exported .safetensors or a run folder")
+    p.add_argument("--model", "--checkpoint", dest="model", default="default",
+                   help="model file: 'default' (shipped), a coarse-encoder .safetensors or a training run folder")
     add_head_model_flag(p)
     p.set_defaults(head_model=None)
     p.add_argument("--max-frames", default=None, metavar="N", help="stop after N driver frames")
@@ -173,7 +174,7 @@ def run(args) -> dict:
             raise FacetwinError(f"{what} not found: {p}")
     out = ensure_dir(args.out)
     clean_temporaries(out)  # leftovers of a killed earlier run
-    ft = FaceTwin(args.checkpoint, head_model=args.head_model)
+    ft = FaceTwin(args.model, head_model=args.head_model)
     hm = ft.model.head_model
     faces = hm.faces.cpu().numpy()
     source = load_source(src_path, ft)

@@ -29,7 +29,8 @@ def add_parser(subparsers) -> None:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("input", help="an image, a folder of images or a video")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--checkpoint", default="default", help="'default' (shipped), an exported .safetensors or a run folder")
+    p.add_argument("--model", "--checkpoint", dest="model", default="default",
+                   help="model file: 'default' (shipped), a coarse-encoder .safetensors or a training run folder")
     add_head_model_flag(p)
     p.set_defaults(head_model=None)
     p.add_argument("--faces", choices=["main", "all"], default="main",
@@ -118,7 +119,7 @@ def run_images(args, src: Path) -> dict:
 
     items = _image_inputs(src)
     out = ensure_dir(args.out)
-    ft = FaceTwin(args.checkpoint, head_model=args.head_model)
+    ft = FaceTwin(args.model, head_model=args.head_model)
     done, failed, several = [], [], []
     for name, item in tqdm(items, desc="reconstruct", file=sys.stderr, disable=len(items) < 2):
         try:
@@ -172,7 +173,7 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
     out = ensure_dir(args.out)
     clean_temporaries(out)  # leftovers of a killed earlier run
     name = src.stem
-    ft = FaceTwin(args.checkpoint, head_model=args.head_model)
+    ft = FaceTwin(args.model, head_model=args.head_model)
     faces = ft.model.head_model.faces.cpu().numpy()
     tracker, identity, clock = FaceTracker(), ClipIdentity(), StageClock()
     smoother = ParameterSmoother() if args.smooth else None
