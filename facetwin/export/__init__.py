@@ -14,7 +14,7 @@ face, x towards the subject's left). See docs/outputs.md.
 from facetwin.export.asset import FaceAsset, build_face_asset, split_uv_seams
 from facetwin.export.gltf import Animation, write_glb
 from facetwin.export.obj import write_obj
-from facetwin.export.result import FORMATS, FaceResult, export_result
+from facetwin.export.result import FORMATS, FaceResult, export_result, write_result_files
 
 __all__ = ["FORMATS", "Animation", "FaceAsset", "FaceResult", "build_face_asset", "export_result", "split_uv_seams",
-           "write_glb", "write_obj"]
+           "write_glb", "write_obj", "write_result_files"]

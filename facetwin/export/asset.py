@@ -10,9 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-
-from facetwin.geometry.mesh import vertex_normals
 from facetwin.headmodel.data import JOINT_NAMES, PARENTS, HeadModelData
 
 
@@ -40,9 +37,14 @@ def split_uv_seams(faces: np.ndarray, uv_coords: np.ndarray, uv_faces: np.ndarra
 
 
 def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3) area-weighted unit vertex normals of the welded mesh (so seams stay invisible)."""
-    v = torch.as_tensor(np.asarray(vertices, np.float32))[None]
-    return vertex_normals(v, torch.as_tensor(np.asarray(faces, np.int64)))[0].numpy()
+    """(V, 3) area-weighted unit vertex normals of the welded mesh (so seams stay invisible);
+    the same rule as :func:`facetwin.geometry.mesh.vertex_normals`, in numpy for export's many calls."""
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])  # length = 2 × area
+    idx = f.reshape(-1)
+    n = np.stack([np.bincount(idx, np.repeat(fn[:, c], 3), minlength=len(v)) for c in range(3)], 1)
+    return (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)).astype(np.float32)
 
 
 @dataclass

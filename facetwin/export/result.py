@@ -160,3 +160,72 @@ def export_result(result: FaceResult, out: str | Path, name: str, formats=FORMAT
                                  textures={"base_color": tex["texture"]} if "texture" in tex else {})
         files["glb"] = str(write_glb(asset, out / f"{name}.glb", animation=animation, name=name))
     return files
+
+
+AXES = "metres; model frame = glTF frame: y up, +z out of the face (towards a frontal camera), x towards the subject's left"
+
+
+def write_result_files(res, out: str | Path, name: str, formats=FORMATS, head_model: str = "open",
+                       texture_size: int = TEXTURE_SIZE, overlay: bool = True, animation=None) -> dict:
+    """Every per-face file of ``facetwin reconstruct`` (see docs/outputs.md) for a Reconstruction
+    ``res`` (duck-typed): ``<name>.npz``, ``<name>.json``, ``<name>_overlay.png`` and the exports
+    of :func:`export_result` (``animation`` goes into the GLB). Returns ``{"name", "files":
+    {kind: path}, "textures": {kind: (S, S, C) uint8}, "overlay_image": (H, W, 3) uint8, ...}``.
+
+    Exports need the head model's UV layout; for a head model without one (a user's FLAME) the
+    OBJ is written without UVs and texture and the GLB is skipped, saying so in the JSON.
+    """
+    from facetwin.outputs import ensure_dir, write_image, write_json
+
+    out = ensure_dir(out)
+    data = _head_data(head_model)
+    notes = []
+    files: dict[str, str] = {}
+    fits = data.uv_coords is not None and data.n_vertices == len(res.vertices)
+    if fits:
+        result = FaceResult.from_reconstruction(res, head_model, data, texture_size)
+        textures = face_textures(result, data, texture_size)
+        files.update(export_result(result, out, name, formats, texture_size, animation=animation, data=data, textures=textures))
+    else:
+        result = FaceResult(params={k: np.asarray(v) for k, v in res.params.items()}, vertices=np.asarray(res.vertices, np.float32),
+                            scale=float(res.scale), translation=np.asarray(res.translation, np.float64), head_model=head_model)
+        textures = {}
+        notes.append(f"head model '{data.name}' has no UV layout for this mesh: plain OBJ, no textures, no GLB")
+        if "obj" in formats:
+            files["obj"] = str(_plain_obj(out / f"{name}.obj", res.vertices, res.faces))
+    overlay_image = res.overlay() if overlay else None
+    if overlay:
+        files["overlay"] = str(write_image(out / f"{name}_overlay.png", overlay_image))
+    arrays = result.npz_arrays()
+    arrays.update(faces=np.asarray(res.faces), landmarks2d=res.landmarks2d, landmarks3d=res.landmarks3d,
+                  crop_transform=res.crop_transform, image_size=np.asarray(res.image.shape[:2]),
+                  expression_names=np.array(list(data.expression_names), dtype=str))
+    files["npz"] = str(_write_npz(out / f"{name}.npz", arrays))
+    summary = res.to_dict()
+    summary.update(
+        name=name, head_model=head_model, image_size=list(res.image.shape[:2]), units=AXES,
+        expression_weights=named_expression(data.expression_names, res.params["expression"]),
+        pose_names=["global", "neck", "jaw", "eye_left", "eye_right"], files={k: Path(v).name for k, v in files.items()},
+    )
+    if notes:
+        summary["notes"] = notes
+    files["json"] = str(write_json(out / f"{name}.json", summary))
+    return {"name": name, "files": files, "overlay": files.get("overlay"), "obj": files.get("obj"), "glb": files.get("glb"),
+            "textures": textures, "overlay_image": overlay_image}
+
+
+def _write_npz(path: Path, arrays: dict) -> Path:
+    from facetwin.outputs import atomic_write
+
+    with atomic_write(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    return path
+
+
+def _plain_obj(path: Path, vertices, faces) -> Path:
+    import trimesh
+
+    from facetwin.outputs import write_text
+
+    mesh = trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces), process=False)
+    return write_text(path, trimesh.exchange.obj.export_obj(mesh, include_normals=True, include_texture=False))

@@ -41,12 +41,11 @@ def photo_texture(data: HeadModelData, vertices: np.ndarray, scale: float, trans
         texture (S, S, 3) uint8 and visibility (S, S) uint8 (255 where the texel was seen).
     """
     from facetwin.geometry.camera import orthographic_screen_vertices
-    from facetwin.rendering.uv import UVMapper
 
-    uvm = uv_mapper or UVMapper.from_head_model(data, size)
+    uvm = uv_mapper or uv_mapper_of(data, size)
     v = torch.as_tensor(np.asarray(vertices, np.float32))[None]
     sv = orthographic_screen_vertices(v, torch.tensor([float(scale)]), torch.as_tensor(np.asarray(translation, np.float32))[None])
-    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+    img = torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         tex, vis = uvm.unwrap(img, sv)
     return _to_uint8(tex[0].permute(1, 2, 0).numpy()), (vis[0, 0].numpy() > 0.5).astype(np.uint8) * 255
@@ -93,11 +92,25 @@ def bleed(texture: np.ndarray, mask: np.ndarray, texels: int = 8) -> np.ndarray:
     return np.clip(t + 0.5, 0, 255).astype(np.uint8)
 
 
-def uv_coverage(data: HeadModelData, size: int) -> np.ndarray:
-    """(S, S) uint8 mask of the texels covered by the head model's UV layout."""
+_UV_MAPPERS: dict = {}
+
+
+def uv_mapper_of(data: HeadModelData, size: int):
+    """The head model's UV layout rasterised at ``size`` (cached: rasterising it takes seconds)."""
+    from facetwin.appearance.albedo import uv_layout_fingerprint
     from facetwin.rendering.uv import UVMapper
 
-    return (UVMapper.from_head_model(data, size).mask[0, 0].numpy() > 0).astype(np.uint8)
+    key = (uv_layout_fingerprint(data), int(size))
+    if key not in _UV_MAPPERS:
+        if len(_UV_MAPPERS) > 4:
+            _UV_MAPPERS.clear()
+        _UV_MAPPERS[key] = UVMapper.from_head_model(data, size)
+    return _UV_MAPPERS[key]
+
+
+def uv_coverage(data: HeadModelData, size: int) -> np.ndarray:
+    """(S, S) uint8 mask of the texels covered by the head model's UV layout."""
+    return (uv_mapper_of(data, size).mask[0, 0].numpy() > 0).astype(np.uint8)
 
 
 def metres_per_texel(data: HeadModelData, vertices: np.ndarray, size: int) -> float:
