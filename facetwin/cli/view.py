@@ -23,30 +23,16 @@ def add_parser(subparsers) -> None:
 
 
 def glb_of(src: Path) -> bytes:
-    """The GLB bytes of a .glb, a result .npz or a photo."""
-    if src.suffix.lower() == ".glb":
-        data = src.read_bytes()
-        if data[:4] != b"glTF":
-            raise FacetwinError(f"{src} is not a GLB file")
-        return data
-    from facetwin.export import FaceResult, build_face_asset
-    from facetwin.export.gltf import glb_bytes
-    from facetwin.export.result import _head_data, face_textures
+    """The GLB bytes of a .glb, a result .npz or a photo (reconstructed with the shipped model)."""
+    from facetwin.export.result import FaceResult, read_glb_or_result, result_glb
 
-    if src.suffix.lower() == ".npz":
-        result = FaceResult.from_npz(src)
-    else:
-        from facetwin.data.io import load_image
-        from facetwin.inference.reconstructor import FaceTwin
+    if src.suffix.lower() in (".glb", ".npz"):
+        return read_glb_or_result(src)
+    from facetwin.data.io import load_image
+    from facetwin.inference.reconstructor import FaceTwin
 
-        image, _ = load_image(src)
-        result = FaceResult.from_reconstruction(FaceTwin().reconstruct(image))
-    data = _head_data(result.head_model)
-    tex = face_textures(result, data)
-    p = result.params
-    asset = build_face_asset(data, p.get("shape"), p.get("expression"), p.get("pose"),
-                             textures={"base_color": tex["texture"]} if "texture" in tex else {})
-    return glb_bytes(asset, name=src.stem)
+    image, _ = load_image(src)
+    return result_glb(FaceResult.from_reconstruction(FaceTwin().reconstruct(image)), src.stem)
 
 
 def run(args) -> dict:

@@ -229,3 +229,29 @@ def _plain_obj(path: Path, vertices, faces) -> Path:
 
     mesh = trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces), process=False)
     return write_text(path, trimesh.exchange.obj.export_obj(mesh, include_normals=True, include_texture=False))
+
+
+def result_glb(result: FaceResult, name: str = "face", animation=None, texture_size: int = TEXTURE_SIZE) -> bytes:
+    """The GLB of one face, in memory (for pages)."""
+    from facetwin.export.asset import build_face_asset
+    from facetwin.export.gltf import glb_bytes
+
+    data = _head_data(result.head_model)
+    tex = face_textures(result, data, texture_size)
+    p = result.params
+    asset = build_face_asset(data, p.get("shape"), p.get("expression"), p.get("pose"),
+                             textures={"base_color": tex["texture"]} if "texture" in tex else {})
+    return glb_bytes(asset, animation, name)
+
+
+def read_glb_or_result(path: str | Path) -> bytes:
+    """The GLB bytes of a ``.glb`` file or of a result ``.npz``."""
+    path = Path(path)
+    if path.suffix.lower() == ".glb":
+        data = path.read_bytes()
+        if data[:4] != b"glTF":
+            raise FacetwinError(f"{path} is not a GLB file")
+        return data
+    if path.suffix.lower() == ".npz":
+        return result_glb(FaceResult.from_npz(path), path.stem)
+    raise FacetwinError(f"{path}: expected a .glb or a result .npz")
