@@ -20,8 +20,8 @@ def astronaut_files(astronaut_reconstruction, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("export")
     t = np.linspace(0, 2, 21, dtype=np.float32)
-    w = np.zeros((21, 52), np.float32)
-    w[:, 24] = np.sin(np.pi * t / 2) ** 2  # jawOpen
+    w = np.tile(astronaut_reconstruction.params["expression"].astype(np.float32), (21, 1))  # the reconstructed face...
+    w[:, 24] = np.sin(np.pi * t / 2) ** 2  # ...opening its jaw (jawOpen)
     rot = np.zeros((21, 5, 3), np.float32)
     rot[:, 1, 1] = 0.3 * np.sin(np.pi * t)  # neck turn
     saved = write_result_files(astronaut_reconstruction, out, "astronaut", animation=(t, w, rot))
