@@ -50,7 +50,42 @@ def main() -> None:
             item["bones"] = [b.name for b in ob.data.bones]
         report["objects"].append(item)
     report["actions"] = [a.name for a in bpy.data.actions]
+    if render:
+        _render(render)
     print("FACETWIN_REPORT " + json.dumps(report))
+
+
+def _render(out: str, size: int = 420) -> None:
+    """A picture of what was imported, seen from the front (Cycles on the CPU, a few samples)."""
+    from mathutils import Vector
+
+    scene = bpy.context.scene
+    meshes = [o for o in scene.objects if o.type == "MESH"]
+    pts = [o.matrix_world @ Vector(c) for o in meshes for c in o.bound_box]
+    lo = Vector((min(p.x for p in pts), min(p.y for p in pts), min(p.z for p in pts)))
+    hi = Vector((max(p.x for p in pts), max(p.y for p in pts), max(p.z for p in pts)))
+    centre, extent = (lo + hi) / 2, max(hi - lo)
+    cam = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
+    scene.collection.objects.link(cam)
+    # glTF's +z (out of the face) is Blender's -y after import: look along +y, slightly from the side
+    cam.location = centre + Vector((-0.9 * extent, -2.6 * extent, 0.15 * extent))
+    cam.rotation_euler = (centre - cam.location).to_track_quat("-Z", "Y").to_euler()
+    cam.data.lens = 70
+    scene.camera = cam
+    sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
+    sun.data.energy = 3.0
+    sun.rotation_euler = (1.0, 0.0, -0.5)
+    scene.collection.objects.link(sun)
+    world = bpy.data.worlds.new("world")
+    world.color = (0.35, 0.36, 0.4)
+    scene.world = world
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 12
+    scene.cycles.device = "CPU"
+    scene.cycles.use_denoising = False
+    scene.render.resolution_x = scene.render.resolution_y = size
+    scene.render.filepath = out
+    bpy.ops.render.render(write_still=True)
 
 
 main()
