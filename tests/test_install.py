@@ -85,7 +85,7 @@ def test_wheel_installs_in_a_clean_venv_and_runs_the_demo(tmp_path):
     (wheel,) = dist.glob("facetwin-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-compile"]  # no .pyc for all of torch
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     proc = subprocess.run([*pip, "-r", str(ROOT / "requirements" / "runtime.txt"), str(wheel)], capture_output=True, text=True,
                           timeout=1800, env=env, cwd=tmp_path)
