@@ -1,7 +1,7 @@
 # facetwin — set-up, demo and tests. Everything installs into .venv/ from the project's own files.
 #
 #   make demo                 runtime requirements only, then the demo (outputs/demo/index.html)
-#   make test                 runtime + report + dev + build requirements, external tools, the test suite
+#   make test                 runtime + report + dev + build requirements, `make tools`, the test suite
 #   make tools                Blender, Chromium (Debian packages) and the Node tools (glTF validator, three.js)
 #   TORCH_INDEX=URL           install torch from that wheel index first, e.g. PyTorch's CPU-only wheels:
 #                             make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -44,7 +44,7 @@ tools:
 	bash scripts/install_tools.sh
 
 ## The whole test suite (real data tests skip with a message when ../shared/data is absent).
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) tools
 	$(PY) -m pytest -q -rs
 
 test-fast: $(DEV_STAMP)

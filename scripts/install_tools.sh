@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# External tools of the export and viewer tests (`make tools`; .ci/run calls it before `make test`):
+# External tools of the export and viewer tests (`make tools`; `make test` runs it first):
 #   * Debian's blender + python3-numpy  — imports the GLB/OBJ headless (tests/test_export_clients.py)
 #   * Debian's chromium                  — renders the offline viewer page (tests/test_viewer.py)
 #   * node packages of scripts/js/       — the Khronos glTF validator, three.js, esbuild (package-lock.json)
@@ -13,7 +13,15 @@ command -v blender >/dev/null && [ -d /usr/lib/python3/dist-packages/numpy ] || 
 command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! command -v sudo >/dev/null; then
+            echo "install_tools: not root and no sudo: cannot apt-get install ${need[*]}; the tests that need them will skip" >&2
+            need=()
+        fi
+        SUDO="sudo"
+    fi
+fi
+if [ ${#need[@]} -gt 0 ]; then
     echo "install_tools: apt-get install ${need[*]}" >&2
     $SUDO apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
