@@ -27,7 +27,30 @@ ARKIT_52 = {
 
 @pytest.fixture(scope="module")
 def head():
-    return load_head_model_data("open")
+    """The open head model as exported (eyeballs in their own UV discs)."""
+    from facetwin.export.asset import export_layout
+
+    return export_layout(load_head_model_data("open"))
+
+
+def test_export_layout_gives_the_eyeballs_their_own_uv_discs(head):
+    from facetwin.export.asset import EYE_HALF, EYE_SQUARES
+    from facetwin.export.textures import uv_coverage
+
+    source = load_head_model_data("open")
+    eyes = source.masks["eyeballs"][source.faces].all(1)
+    assert eyes.sum() == 280 and source.meta.get("export_layout") is None  # the source is untouched
+    assert (head.uv_faces[~eyes] == source.uv_faces[~eyes]).all()
+    uv = head.uv_coords[head.uv_faces[eyes]].reshape(-1, 2)
+    d = np.min([np.hypot(uv[:, 0] - cu, uv[:, 1] - cv) for cu, cv in EYE_SQUARES.values()], axis=0)
+    assert d.max() <= EYE_HALF * 1.0001
+    # the discs overlap no other triangle of the layout
+    other = uv_coverage(source.__class__(**{**source.__dict__, "uv_faces": source.uv_faces[~eyes], "faces": source.faces[~eyes]}), 256)
+    S = 256
+    for cu, cv in EYE_SQUARES.values():
+        r0, r1 = int((1 - cv - EYE_HALF) * S), int((1 - cv + EYE_HALF) * S)
+        c0, c1 = int((cu - EYE_HALF) * S), int((cu + EYE_HALF) * S)
+        assert other[r0:r1, c0:c1].sum() == 0
 
 
 def _obj_lines(path):
@@ -40,7 +63,7 @@ def test_obj_has_uvs_smooth_normals_and_its_material(astronaut_files, head):
     files = astronaut_files["files"]
     lines, count = _obj_lines(files["obj"])
     n_split = len(np.unique(np.stack([head.faces.ravel(), head.uv_faces.ravel()], 1), axis=0))
-    assert n_split == 4786
+    assert n_split == 4770  # 4,570 vertices + copies along the UV seams
     assert count("v") == count("vt") == count("vn") == n_split
     assert count("f") == head.faces.shape[0] == 9084
     assert "mtllib astronaut.mtl" in lines and "usemtl astronaut_texture" in lines and "s 1" in lines
@@ -67,8 +90,8 @@ def test_obj_reads_back_in_trimesh_with_uvs_and_texture(astronaut_files, astrona
     import trimesh
 
     mesh = trimesh.load(astronaut_files["files"]["obj"], process=False)
-    assert isinstance(mesh, trimesh.Trimesh) and len(mesh.vertices) == 4786 and len(mesh.faces) == 9084
-    assert mesh.visual.kind == "texture" and mesh.visual.uv.shape == (4786, 2)
+    assert isinstance(mesh, trimesh.Trimesh) and len(mesh.vertices) == 4770 and len(mesh.faces) == 9084
+    assert mesh.visual.kind == "texture" and mesh.visual.uv.shape == (4770, 2)
     assert mesh.visual.material.image.size == (512, 512)
     # positions are the posed mesh the camera saw (metres), so the camera convention still holds
     assert np.allclose(mesh.vertices, astronaut_reconstruction.vertices[_split_source(head)], atol=1e-7)
@@ -172,7 +195,7 @@ def test_glb_reads_back_in_trimesh(astronaut_files):
 
     scene = trimesh.load(astronaut_files["files"]["glb"])
     geoms = list(scene.geometry.values())
-    assert len(geoms) == 1 and len(geoms[0].vertices) == 4786 and len(geoms[0].faces) == 9084
+    assert len(geoms) == 1 and len(geoms[0].vertices) == 4770 and len(geoms[0].faces) == 9084
     assert geoms[0].visual.kind == "texture" and geoms[0].visual.material.baseColorTexture.size == (512, 512)
 
 
@@ -200,6 +223,13 @@ def test_textures_photo_where_seen_albedo_elsewhere(astronaut_files):
     core = cv2.erode(seen.astype(np.uint8), np.ones((31, 31), np.uint8)) > 0
     assert core.sum() > 1000
     assert np.abs(texture[core] - photo[..., :3][core]).mean() < 3
+    # the eyes' discs: a plain eye where the photo did not see it (dark pupil at the centre)
+    from facetwin.export.asset import EYE_SQUARES
+
+    for cu, cv in EYE_SQUARES.values():
+        r, c = int((1 - cv) * 512), int(cu * 512)
+        if photo[r, c, 3] == 0:
+            assert texture[r, c].max() < 40
     # far from it, it is the (gain-matched) albedo: same pattern, another overall colour
     far = (cv2.dilate(seen.astype(np.uint8), np.ones((41, 41), np.uint8)) == 0) & (albedo.sum(-1) > 0)
     assert far.sum() > 1000

@@ -138,3 +138,56 @@ def _top4(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     w32 = w.astype(np.float32)
     w32[:, 0] += 1.0 - w32.sum(1)  # float32 rows that sum to 1 up to rounding of the last bit
     return order.astype(np.uint8 if J < 256 else np.uint16), w32
+
+
+# Where export layouts put the eyeballs: one disc per eye in an empty part of the open head
+# model's UV square (its own layout clips the eyeballs into a sliver shared with other islands).
+EYE_SQUARES = {"eye_left": (0.13, 0.72), "eye_right": (0.13, 0.47)}  # (u, v) centres
+EYE_HALF = 0.1  # half side of each square in UV units
+
+
+def export_layout(data: HeadModelData) -> HeadModelData:
+    """A copy of ``data`` whose eyeball triangles get their own UV discs (front view of each
+    eyeball, iris at the centre; :data:`EYE_SQUARES`) so exported eyes can carry an eye texture
+    and the photo's eyes. Everything else is unchanged; ``data`` itself is not modified."""
+    import dataclasses
+
+    if data.uv_coords is None or "eyeballs" not in data.masks or data.meta.get("export_layout"):
+        return data
+    eyes = np.asarray(data.masks["eyeballs"], bool)
+    tri = eyes[data.faces].all(1)
+    if not tri.any():
+        return data
+    v = data.v_template
+    corner = np.full(data.n_vertices, -1, np.int64)
+    new_uv = []
+    for side, on_side in (("eye_left", v[:, 0] > 0), ("eye_right", v[:, 0] <= 0)):  # +x = the subject's left
+        ids = np.flatnonzero(eyes & on_side)
+        if not len(ids):
+            continue
+        centre = v[ids, :2].mean(0)
+        radius = max(float(np.linalg.norm(v[ids, :2] - centre, axis=1).max()), 1e-9)
+        cu, cv = EYE_SQUARES[side]
+        uv = np.stack([cu + (v[ids, 0] - centre[0]) / radius * EYE_HALF, cv + (v[ids, 1] - centre[1]) / radius * EYE_HALF], 1)
+        corner[ids] = len(data.uv_coords) + sum(len(a) for a in new_uv) + np.arange(len(ids))
+        new_uv.append(uv.astype(np.float32))
+    uv_faces = np.array(data.uv_faces, copy=True)
+    uv_faces[tri] = corner[data.faces[tri]]
+    meta = dict(data.meta, export_layout="eyeballs in their own UV discs (facetwin.export.asset.export_layout)")
+    return dataclasses.replace(data, uv_coords=np.concatenate([data.uv_coords, *new_uv]).astype(np.float32), uv_faces=uv_faces,
+                               meta=meta)
+
+
+def paint_eyes(texture: np.ndarray) -> np.ndarray:
+    """(S, S, 3) uint8 texture with a plain eye (sclera, iris, pupil) painted into the eyeball
+    discs of :func:`export_layout` — the fallback where the photo did not see the eye."""
+    S = texture.shape[0]
+    out = np.array(texture, copy=True)
+    rows, cols = np.mgrid[0:S, 0:S]
+    u, vv = (cols + 0.5) / S, 1 - (rows + 0.5) / S
+    for cu, cv in EYE_SQUARES.values():
+        r = np.hypot(u - cu, vv - cv) / EYE_HALF  # 1 = the eyeball's outline seen from the front
+        out[r <= 1.05] = (222, 214, 206)  # sclera
+        out[r <= 0.42] = (92, 66, 46)     # iris
+        out[r <= 0.17] = (18, 14, 12)     # pupil
+    return out

@@ -81,10 +81,23 @@ class FaceResult:
         return out
 
 
-def _head_data(spec: str):
+_HEAD_DATA: dict = {}
+
+
+def _source_head_data(spec: str):
     from facetwin.headmodel import load_head_model_data
 
-    return load_head_model_data(spec)
+    if spec not in _HEAD_DATA:
+        _HEAD_DATA.clear()  # one head model at a time (the arrays are a few MB)
+        _HEAD_DATA[spec] = load_head_model_data(spec)
+    return _HEAD_DATA[spec]
+
+
+def _head_data(spec: str):
+    """The head model as exported: its own UV layout with the eyeballs in their own discs."""
+    from facetwin.export.asset import export_layout
+
+    return export_layout(_source_head_data(spec))
 
 
 def named_expression(names, expression) -> dict[str, float]:
@@ -97,14 +110,17 @@ def face_textures(result: FaceResult, data, size: int = TEXTURE_SIZE) -> dict[st
     """``albedo`` (S, S, 3), ``photo`` (S, S, 4) RGBA (alpha = seen) and ``texture`` (S, S, 3),
     the material's: the photo where seen over the gain-matched albedo, bled past the UV islands."""
     from facetwin.appearance.albedo import check_uv_layout, load_albedo_model
+    from facetwin.export.asset import paint_eyes
     from facetwin.export.textures import albedo_texture, bleed, blend_photo_over_albedo, uv_coverage
 
     out: dict[str, np.ndarray] = {}
     albedo = None
     try:
         model = load_albedo_model(output_size=size)
-        check_uv_layout(model, data)
+        check_uv_layout(model, _source_head_data(result.head_model))  # built in the model's own layout
         albedo = albedo_texture(result.params.get("albedo"), size, model)
+        if data.meta.get("export_layout"):
+            albedo = paint_eyes(albedo)
     except FacetwinError:
         albedo = None  # another head model's UV layout: no albedo texture
     covered = uv_coverage(data, size)
@@ -119,7 +135,12 @@ def face_textures(result: FaceResult, data, size: int = TEXTURE_SIZE) -> dict[st
             vis = cv2.resize(vis, (size, size), interpolation=cv2.INTER_NEAREST)
         out["photo"] = np.concatenate([photo, vis[..., None]], -1)
         base = albedo if albedo is not None else np.full_like(photo, 180)
-        out["texture"] = bleed(blend_photo_over_albedo(photo, vis, base), covered)
+        blended = blend_photo_over_albedo(photo, vis, base)
+        if data.meta.get("export_layout"):  # unseen eye texels: the plain eye, not gain-tinted albedo
+            painted = paint_eyes(blended)
+            fill = (painted != blended).any(-1) & (vis < 128)
+            blended[fill] = painted[fill]
+        out["texture"] = bleed(blended, covered)
     elif albedo is not None:
         out["texture"] = out["albedo"]
     return out
