@@ -79,16 +79,12 @@ def _image_inputs(path: Path) -> list[tuple[str, Path]]:
 
 
 def save_result(res, out: Path, name: str) -> dict:
-    from PIL import Image
+    # Body owned by the export work (#17): every per-face file goes through facetwin.export
+    # (docs/outputs.md): .npz, .json (named expression weights), overlay, GLB, OBJ + MTL + textures.
+    from facetwin.export import write_result_files
 
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / f"{name}.npz", vertices=res.vertices, faces=res.faces, landmarks2d=res.landmarks2d,
-                        landmarks3d=res.landmarks3d, scale=res.scale, translation=res.translation,
-                        crop_transform=res.crop_transform, **{f"param_{k}": v for k, v in res.params.items()})
-    (out / f"{name}.json").write_text(json.dumps(res.to_dict()) + "\n")
-    res.save_obj(out / f"{name}.obj")
-    Image.fromarray(res.overlay()).save(out / f"{name}_overlay.png")
-    return {"name": name, "overlay": str(out / f"{name}_overlay.png"), "obj": str(out / f"{name}.obj")}
+    saved = write_result_files(res, out, name, head_model=getattr(res, "head_model", None) or "open")
+    return {"name": name, "overlay": saved["overlay"], "obj": saved["obj"], "glb": saved["glb"]}
 
 
 def note(message: str) -> None:

@@ -1,0 +1,60 @@
+"""``facetwin export INPUT --out DIR [--format glb,obj]``: textured, rigged files of one face.
+
+INPUT is a photo (reconstructed with the shipped model first) or a result ``.npz`` written by
+``facetwin reconstruct``. Writes ``<name>.glb`` (52 ARKit morph targets, jaw/neck/eye skin,
+texture), ``<name>.obj`` + ``.mtl`` + ``_texture.png``, ``<name>_albedo.png`` and ``<name>_photo.png``;
+see docs/outputs.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from facetwin.cli.main import add_json_flag
+from facetwin.errors import FacetwinError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("export", help="GLB / OBJ of a face (from a photo or a reconstruct .npz)",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("input", help="a photo, or a result .npz from 'facetwin reconstruct'")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", default="glb,obj", help="comma-separated: glb, obj (default both)")
+    p.add_argument("--name", default=None, help="file name stem (default: the input's)")
+    p.add_argument("--texture-size", type=int, default=512, help="side of the texture maps in texels (default 512)")
+    p.add_argument("--checkpoint", default="default", help="coarse model for photo inputs ('default' = shipped)")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    from facetwin.export import FORMATS
+
+    formats = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
+    bad = [f for f in formats if f not in FORMATS]
+    if not formats or bad:
+        raise FacetwinError(f"--format: {'unknown format ' + repr(bad[0]) if bad else 'empty'} (choose from {', '.join(FORMATS)})")
+    return formats
+
+
+def run(args) -> dict:
+    formats = parse_formats(args.format)
+    if not 16 <= args.texture_size <= 4096:
+        raise FacetwinError(f"--texture-size must be between 16 and 4096, got {args.texture_size}")
+    src = Path(args.input)
+    if not src.is_file():
+        raise FacetwinError(f"input not found: {src}")
+    name = args.name or src.stem
+    if src.suffix.lower() == ".npz":
+        from facetwin.export import FaceResult, export_result
+
+        files = export_result(FaceResult.from_npz(src), args.out, name, formats, args.texture_size)
+    else:
+        from facetwin.data.io import load_image
+        from facetwin.export import write_result_files
+        from facetwin.inference.reconstructor import FaceTwin
+
+        image, _ = load_image(src)
+        res = FaceTwin(args.checkpoint).reconstruct(image)
+        files = write_result_files(res, args.out, name, formats, texture_size=args.texture_size)["files"]
+    return {"input": str(src), "out": str(args.out), "formats": list(formats), "files": files}
