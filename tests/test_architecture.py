@@ -25,8 +25,10 @@ ALLOWED = {
     "evaluation": LOW | {"data", "headmodel", "rendering", "appearance", "networks", "losses", "models"},
     "inference": LOW | {"data", "headmodel", "rendering", "appearance", "networks", "losses", "models", "evaluation"},
     "training": LOW | {"data", "headmodel", "rendering", "appearance", "networks", "losses", "models", "evaluation"},
+    "export": LOW | {"data", "headmodel", "rendering", "appearance"},
+    "viewer": BASE,
 }
-TOP = {"cli", "__main__", "__init__", "api", "configs", "checkpoints", "export"}  # may import anything
+TOP = {"cli", "__main__", "__init__", "api", "configs", "checkpoints", "assets"}  # may import anything
 
 
 def _imports(path: Path) -> set[str]:
