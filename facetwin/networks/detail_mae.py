@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from facetwin.networks.adapters import adapter_and_norm_parameters
+from facetwin.networks import adapters
 from facetwin.networks.unet import MAX_DISPLACEMENT
 from facetwin.networks.vit import Block, PatchEmbed, sincos_pos_embed
 
@@ -82,4 +82,8 @@ class DetailMAE(nn.Module):
     def transfer_parameters(self) -> list[nn.Parameter]:
         """What person-specific transfer trains: the adapters (after ``add_adapters``), every layer
         norm and the detail latent x_d; the rest stays frozen."""
-        return adapter_and_norm_parameters(self) + [self.detail_latent]
+        return adapters.transfer_parameters(self)
+
+    def latent_parameters(self) -> list[nn.Parameter]:
+        """The learnable latents :func:`facetwin.networks.adapters.transfer_parameters` collects: x_d."""
+        return [self.detail_latent]
