@@ -189,4 +189,4 @@ def test_train_cli_lists_registered_stages_and_runs_one(prepared, tmp_path, monk
     assert result["steps"] == 2 and np.isfinite(result["loss"])
     assert result["model_file"].endswith("export/coarse_encoder.safetensors")
     assert files.read_metadata(result["model_file"])["step"] == 2
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000002.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000002.safetensors"]
