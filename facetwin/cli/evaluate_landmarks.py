@@ -19,6 +19,7 @@ def add_parser(subparsers) -> None:
                               description=__doc__.split("\n\n")[1])
     p.add_argument("folder", help="folder with images and .pts files (e.g. ../shared/data/eval/helen-test)")
     p.add_argument("--checkpoint", default="default", help="'default' (shipped), an exported .safetensors or a run folder")
+    p.add_argument("--person", default=None, metavar="NAME.facetwin", help="evaluate the person model of this person file")
     p.add_argument("--head-model", default=None, help="head model spec (default: the one the checkpoint was trained with)")
     p.add_argument("--crop", choices=["gt", "detect"], default="gt", help="crop from the annotation (default) or the detector")
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
@@ -51,12 +52,19 @@ def run(args) -> dict:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     folder = Path(args.folder)
     model, meta = load_coarse_model(args.checkpoint, args.head_model)
+    if args.person:
+        from facetwin.inference.reconstructor import resolve_checkpoint
+        from facetwin.models.person import load_person
+
+        load_person(args.person, model.encoder, resolve_checkpoint(args.checkpoint))
     contour = contour_convention(meta, args.contour)
     res = evaluate_folder(model, folder, limit=args.limit or None, crop=args.crop, contour=contour)
     out = {"folder": str(folder), "checkpoint": str(args.checkpoint), "crop": args.crop, "contour": contour, "images": res["images"],
            "nme_boundary": res["nme_boundary"], "nme_inner": res["nme_inner"], "nme_overall": res["nme_overall"],
            "auc_0.08": res["auc_0.08"], "by_pose": res["by_pose"],
            "trained_steps": meta.get("total_steps", meta.get("step"))}
+    if args.person:
+        out["person"] = str(args.person)
     curves = {"shipped" if args.checkpoint == "default" else Path(str(args.checkpoint)).stem: res["per_image"]}
     for item in args.compare:
         name, _, ckpt = item.partition("=")

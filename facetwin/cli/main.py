@@ -24,7 +24,7 @@ from facetwin.errors import FacetwinError
 
 # Imported lazily so that ``facetwin --help`` stays fast and one broken extra does not
 # take every subcommand down.
-SUBCOMMANDS = ["info", "demo", "bench", "prepare", "evaluate", "train", "reconstruct", "fit"]
+SUBCOMMANDS = ["info", "demo", "bench", "prepare", "evaluate", "train", "reconstruct", "fit", "personalize"]
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

@@ -24,6 +24,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoint", default="default", help="'default' (shipped), an exported .safetensors or a run folder")
     add_head_model_flag(p)
     p.set_defaults(head_model=None)
+    p.add_argument("--person", default=None, metavar="NAME.facetwin", help="a person file (`facetwin personalize`): its model and its β")
     p.add_argument("--fps", type=float, default=2.0, help="video frames per second to reconstruct")
     p.add_argument("--max-frames", type=int, default=100)
     add_json_flag(p)
@@ -71,7 +72,7 @@ def run(args) -> dict:
 
     src = Path(args.input)
     items = list(_inputs(src, args.fps, args.max_frames))
-    ft = FaceTwin(args.checkpoint, head_model=args.head_model)
+    ft = FaceTwin(args.checkpoint, head_model=args.head_model, person=args.person)
     out = Path(args.out)
     done, failed = [], []
     for name, item in tqdm(items, desc="reconstruct", file=sys.stderr, disable=len(items) < 2):
@@ -85,5 +86,8 @@ def run(args) -> dict:
         done.append(save_result(res, out, name))
     if not done:
         raise FacetwinError(f"no face reconstructed in {src} ({failed[0]['reason'] if failed else 'no input'})")
-    return {"input": str(src), "out": str(out), "reconstructed": len(done), "failed": len(failed),
-            "failures": failed[:20], "outputs": done[:20]}
+    result = {"input": str(src), "out": str(out), "reconstructed": len(done), "failed": len(failed),
+              "failures": failed[:20], "outputs": done[:20]}
+    if ft.person is not None:  # one identity for the person: its β (mean over its training frames) and spread
+        result["person"] = {k: v for k, v in ft.person.summary().items() if k != "beta_std"}
+    return result

@@ -148,12 +148,19 @@ def _first(x):
 
 class FaceTwin:
     """Coarse 3D face reconstruction from one image (``checkpoint``: "default", a
-    ``.safetensors`` export or a training run folder)."""
+    ``.safetensors`` export or a training run folder). ``person``: a person file from
+    ``facetwin personalize`` (made for this checkpoint): its adapters, and its β in every result."""
 
-    def __init__(self, checkpoint: str | Path | None = "default", head_model: str | None = None, device: str = "cpu"):
+    def __init__(self, checkpoint: str | Path | None = "default", head_model: str | None = None, device: str = "cpu",
+                 person: str | Path | None = None):
         self.device = torch.device(device)
         self.model, self.meta = load_coarse_model(checkpoint, head_model, self.device)
         self.crop_size = self.model.encoder.image_size
+        self.person = None
+        if person:
+            from facetwin.models.person import load_person
+
+            self.person = load_person(person, self.model.encoder, resolve_checkpoint(checkpoint))
 
     @torch.no_grad()
     def reconstruct_crop(self, crop: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
