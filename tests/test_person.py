@@ -152,6 +152,7 @@ def test_person_file_is_refused_for_another_base_model(trained, tmp_path):
     state[key] = state[key] + 1e-3  # another base model with the same architecture
     other = tmp_path / "other_base.safetensors"
     save_file(state, str(other), metadata=meta)
+    shutil.copy(DEFAULT_CHECKPOINT.with_suffix(".json"), other.with_suffix(".json"))  # the shipped file's sidecar metadata
     with pytest.raises(FacetwinError, match="made for another base model"):
         check_base(read_person(trained["out"]), other)
     # through the CLI: one line on stderr, exit code 2

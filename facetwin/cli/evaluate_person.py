@@ -9,7 +9,7 @@ the photometric error, and the identity spread across test frames (std of β; RM
 shape in mm). The person model's output uses the person's β (``person``; its spread is 0 by
 construction), its per-frame β is reported as ``person_per_frame_beta``. ``nme_reduction`` is the
 relative reduction of the overall NME, base → person; ``personalize_seconds`` the time to
-personalise (preparing the clip + training, per fold).
+personalise (preparing its training frames + training, per fold); ``--minutes`` bounds the training.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def add_parser(subparsers) -> None:
                    help="contour convention of the NME (as `evaluate landmarks`; default static)")
     p.add_argument("--work", default=None, help="keep prepared crops, runs and person files here (default: a temporary folder)")
     p.add_argument("--per-frame", action="store_true", help="include per-frame errors")
+    p.add_argument("--picture", default=None, metavar="PNG",
+                   help="write base vs person on test frames (columns: labels, base, person; first fold)")
     p.add_argument("--no-progress", action="store_true")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -104,9 +106,8 @@ def run(args) -> dict:
         spreads = {"base": [], "person_per_frame_beta": []}
         fold_rows = []
         for f, (train_keys, test_keys) in enumerate(folds):
-            started = time.time() - prepare_seconds * len(train_keys) / max(1, len(keys))  # its share of preparing
             out = work / f"fold{f}.facetwin"
-            summary, stage = personalize(work / "prepared", out, base, keys=train_keys, minutes=args.minutes, started=started,
+            summary, stage = personalize(work / "prepared", out, base, keys=train_keys, minutes=args.minutes,
                                          max_steps=args.max_steps, adapter_width=args.adapter_width, batch_size=args.batch_size,
                                          threads=args.threads, seed=args.seed, work_dir=work / f"fold{f}", command=command_line(),
                                          progress=not args.no_progress)
@@ -119,8 +120,13 @@ def run(args) -> dict:
             handle = fix_shape(person_enc, person.beta_mean)
             preds["person"] = predict(stage, person_enc, test, contour=args.contour, render=True)
             handle.remove()
+            if args.picture and f == 0:
+                from facetwin.outputs import write_image
+
+                write_image(args.picture, comparison_picture(test, preds, stage.coarse.head_model.faces))
+            prep_share = prepare_seconds * len(train_keys) / max(1, len(keys))  # preparing its training frames
             row = {"fold": f, "train_frames": len(train_keys), "test_frames": len(test_keys), "steps": summary["steps"],
-                   "stop_reason": summary["stop_reason"], "personalize_seconds": summary["seconds"],
+                   "stop_reason": summary["stop_reason"], "personalize_seconds": round(summary["seconds"] + prep_share, 1),
                    "train_seconds": summary["train_seconds"]}
             for m, p in preds.items():
                 e = ev.landmark_errors(p["landmarks"], p["labels"])
@@ -146,11 +152,53 @@ def run(args) -> dict:
         result["nme_reduction"] = ev.nme_reduction(result["base"]["nme_overall"], result["person"]["nme_overall"])
         result["nme_reduction_per_frame_beta"] = ev.nme_reduction(result["base"]["nme_overall"], result["person_per_frame_beta"]["nme_overall"])
         result["personalize_seconds"] = float(np.mean([r["personalize_seconds"] for r in fold_rows]))
+        result["train_seconds"] = float(np.mean([r["train_seconds"] for r in fold_rows]))
         result["prepare_seconds"] = round(prepare_seconds, 1)
         result["minutes_budget"] = args.minutes
         result["threads"] = args.threads
         result["folds"] = fold_rows
+        if args.picture:
+            result["picture"] = str(args.picture)
         return result
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def comparison_picture(test, preds: dict, faces, rows: int = 3, size: int = 256) -> np.ndarray:
+    """Rows of test frames (evenly spaced): the crop with the annotator's labels (green), the
+    base model and the person model (shaded mesh over the crop, projected landmarks red)."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image, ImageDraw
+
+    from facetwin.rendering.visualize import draw_landmarks, image_grid, shaded_overlay
+
+    n = len(test)
+    picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(rows, n))})
+    tiles = []
+    for i in picks:
+        img = test[i]["image"][None]
+        S = img.shape[-1]
+        f = size / S
+        big = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)[0]
+        labels = preds["base"]["labels"][i] * f
+        row = [draw_landmarks(big, gt=labels, radius=2.0)]
+        for m in ("base", "person"):
+            p = preds[m]
+            ov = shaded_overlay(big, torch.from_numpy(p["vertices"][i])[None], torch.as_tensor(faces),
+                                torch.tensor([p["scale_px"][i] * f]), torch.from_numpy(p["translation_px"][i] * f)[None])
+            row.append(draw_landmarks(ov, pred=p["landmarks"][i] * f, gt=labels, radius=2.0))
+        for j, (tile, title) in enumerate(zip(row, ("annotator labels", "base", "person"))):
+            pil = Image.fromarray(np.ascontiguousarray(tile))
+            d = ImageDraw.Draw(pil)
+            nme = ""
+            if j:
+                from facetwin.evaluation.nme import per_image_nme
+
+                e = per_image_nme(preds[title]["landmarks"][i], preds[title]["labels"][i])["overall"][0]
+                nme = f"  NME {e:.4f}"
+            d.rectangle([0, 0, size, 16], fill=(0, 0, 0))
+            d.text((4, 2), title + nme, fill=(255, 255, 255))
+            tiles.append(np.asarray(pil))
+    return image_grid(tiles, columns=3)

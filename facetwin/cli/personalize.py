@@ -4,8 +4,8 @@ INPUT: photos and/or videos of ONE person (files or folders; several allowed). T
 prepared with the project's own ``prepare`` (a video's frames sampled over the whole clip), then
 only person-specific parameters are trained on the frozen base model: an adapter in every ViT
 block and the layer norms, with the base model's losses (L_C, Eq. 2) and the shape-consistency
-term across all frames. A small held-out split stops training early; ``--minutes`` is the budget
-of the whole command. The person file holds only those parameters (fp16) and the person's β.
+term across all frames. A small held-out split stops training early; ``--minutes`` is the
+wall-clock budget of the training (preparing the frames comes before it and is reported). The person file holds only those parameters (fp16) and the person's β.
 Use it with ``--person NAME.facetwin`` on ``reconstruct`` and ``evaluate landmarks``, or
 ``FaceTwin(person="NAME.facetwin")``.
 
@@ -40,7 +40,7 @@ def add_parser(subparsers) -> None:
 def add_person_training_args(p) -> None:
     """Options shared by ``personalize`` and ``evaluate person``."""
     p.add_argument("--checkpoint", default="default", help="base model: 'default' (shipped), an exported .safetensors or a run folder")
-    p.add_argument("--minutes", type=float, default=3.0, help="wall-clock budget of the whole command (default 3)")
+    p.add_argument("--minutes", type=float, default=3.0, help="wall-clock budget of the training, after the frames are prepared (default 3)")
     p.add_argument("--max-steps", type=int, default=2000, help="at most this many training steps (default 2000)")
     p.add_argument("--max-frames", type=int, default=120, help="frames sampled per video, evenly over the clip (default 120)")
     p.add_argument("--fps", type=float, default=5.0, help="at most this many frames per second of video (default 5)")
@@ -87,12 +87,14 @@ def run(args) -> dict | None:
     else:
         wait_for(prepared / ".ready")
         prep = {}
-    summary, _ = personalize(prepared, out, base, minutes=args.minutes, started=started, max_steps=args.max_steps,
+    prepare_seconds = time.time() - started
+    summary, _ = personalize(prepared, out, base, minutes=args.minutes, max_steps=args.max_steps,
                              adapter_width=args.adapter_width, batch_size=args.batch_size, threads=args.threads,
                              seed=args.seed, work_dir=work, resume=args.resume, command=command_line(),
                              progress=not args.no_progress)
     if not is_main_process():
         return None
     summary["prepare"] = {k: prep.get(k) for k in ("images", "videos")}
+    summary["prepare_seconds"] = round(prepare_seconds, 1)
     summary["seconds_total"] = round(time.time() - started, 1)
     return summary

@@ -50,12 +50,13 @@ def predict(stage: CoarseStage, encoder, dataset: Dataset, batch_size: int = 16,
     pass) on a dataset of un-augmented crops (``image``, ``landmarks``, ``skin_mask``).
 
     Returns landmarks (N, 68, 2) as ``CoarseModel.image_landmarks(contour=...)`` places them,
-    the labels (N, 68, 2), both in crop pixels, β (N, n_shape) and, with ``render``, the
+    the labels (N, 68, 2), both in crop pixels, β (N, n_shape), the posed mesh (``vertices`` (N, V, 3)
+    metres, ``scale_px`` (N,), ``translation_px`` (N, 2) in crop pixels) and, with ``render``, the
     per-frame photometric error (N,) (mean absolute RGB error in [0, 1] over the skin the render
     covers, as L_pho)."""
     from facetwin.losses.photometric import photometric_loss, photometric_mask
 
-    preds, labels, betas, photo = [], [], [], []
+    preds, labels, betas, photo, verts, scales, trans = [], [], [], [], [], [], []
     was = encoder.training
     encoder.eval()
     dev = next(encoder.parameters()).device
@@ -66,12 +67,16 @@ def predict(stage: CoarseStage, encoder, dataset: Dataset, batch_size: int = 16,
         preds.append(stage.coarse.image_landmarks(geo, contour).float().cpu().numpy())
         labels.append(batch["landmarks"].float().cpu().numpy())
         betas.append(geo.params.shape.float().cpu().numpy())
+        verts.append(geo.vertices.float().cpu().numpy())
+        scales.append(geo.scale_px.float().cpu().numpy())
+        trans.append(geo.translation_px.float().cpu().numpy())
         if render and inputs.render is not None:
             mask = photometric_mask(inputs.render_mask, inputs.skin_mask)
             photo += [float(photometric_loss(inputs.render[i:i + 1], inputs.image[i:i + 1], mask[i:i + 1]))
                       for i in range(len(items))]
     encoder.train(was)
-    out = {"landmarks": np.concatenate(preds), "labels": np.concatenate(labels), "beta": np.concatenate(betas)}
+    out = {"landmarks": np.concatenate(preds), "labels": np.concatenate(labels), "beta": np.concatenate(betas),
+           "vertices": np.concatenate(verts), "scale_px": np.concatenate(scales), "translation_px": np.concatenate(trans)}
     if photo:
         out["photometric"] = np.asarray(photo)
     return out
@@ -181,13 +186,18 @@ class PersonStage(CoarseStage):
             self.model.load_state_dict(self.best_state, strict=False)
 
     def identity(self) -> dict:
-        """The person's β: mean and spread over its frames (no augmentation), current parameters."""
-        out = predict(self, self.model, self.identity_set)
+        """The person's β: mean and spread over its frames (no augmentation), current parameters
+        (cached: the checkpoint's export and the final person file need it for the same weights)."""
         from facetwin.evaluation.person import neutral_rms_mm
 
-        b = out["beta"]
-        return {"beta_mean": torch.from_numpy(b.mean(0)), "beta_std": torch.from_numpy(b.std(0)),
-                "neutral_rms_mm": neutral_rms_mm(self.coarse.head_model, b), "frames": len(b)}
+        version = tuple(float(p.detach().double().sum()) for p in self.person_params)
+        if getattr(self, "_identity", (None, None))[0] == version:
+            return self._identity[1]
+        b = predict(self, self.model, self.identity_set)["beta"]
+        ident = {"beta_mean": torch.from_numpy(b.mean(0)), "beta_std": torch.from_numpy(b.std(0)),
+                 "neutral_rms_mm": neutral_rms_mm(self.coarse.head_model, b), "frames": len(b)}
+        self._identity = (version, ident)
+        return ident
 
     def export(self, model, out_dir, step, config):
         """The person file of the current parameters (``<run>/export/person.facetwin``) at every

@@ -151,7 +151,7 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     reserve = 5.0 + 0.05 * len(chosen)  # the identity pass and the file
     deadline = started + 60.0 * minutes - reserve
     if deadline <= time.time() + 5:
-        raise FacetwinError(f"--minutes {minutes:g} leaves no time to train (preparing took {time.time() - started:.0f} s)")
+        raise FacetwinError(f"--minutes {minutes:g} leaves no time to train")
     settings = PersonSettings(adapter_width=adapter_width)
     stage = PersonStage(cfg, settings, Subset(train_aug, train_idx), Subset(plain, val_idx) if val_idx else None,
                         identity_set=Subset(plain, chosen), deadline=deadline, progress=progress)
