@@ -110,7 +110,7 @@ def run(args) -> dict:
             summary, stage = personalize(work / "prepared", out, base, keys=train_keys, minutes=args.minutes,
                                          max_steps=args.max_steps, adapter_width=args.adapter_width, batch_size=args.batch_size,
                                          threads=args.threads, seed=args.seed, work_dir=work / f"fold{f}", command=command_line(),
-                                         progress=not args.no_progress)
+                                         progress=not args.no_progress, lr=args.lr, augment=not args.no_augment)
             test = Subset(plain, [index[k] for k in test_keys])
             base_enc = load_coarse_model(base)[0].encoder
             person_enc = load_coarse_model(base)[0].encoder

@@ -46,7 +46,10 @@ def add_person_training_args(p) -> None:
     p.add_argument("--fps", type=float, default=5.0, help="at most this many frames per second of video (default 5)")
     p.add_argument("--adapter-width", type=int, default=32, help="bottleneck width of each adapter (default 32)")
     p.add_argument("--batch-size", type=int, default=8, help="frames per step (default 8)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on a CPU shared with other work 2 threads were 15x slower per step, measured)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the person parameters (default 1e-3, the paper's)")
+    p.add_argument("--no-augment", action="store_true", help="train on the frames as they are (no jitter, mirror, colour, occluders)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -56,6 +59,8 @@ def check_args(args) -> None:
     for name in ("max_steps", "max_frames", "adapter_width", "batch_size", "threads"):
         if getattr(args, name) < 1:
             raise FacetwinError(f"--{name.replace('_', '-')} must be >= 1")
+    if not args.lr > 0:
+        raise FacetwinError("--lr must be > 0")
     if args.fps <= 0:
         raise FacetwinError("--fps must be > 0")
 
@@ -91,7 +96,7 @@ def run(args) -> dict | None:
     summary, _ = personalize(prepared, out, base, minutes=args.minutes, max_steps=args.max_steps,
                              adapter_width=args.adapter_width, batch_size=args.batch_size, threads=args.threads,
                              seed=args.seed, work_dir=work, resume=args.resume, command=command_line(),
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, lr=args.lr, augment=not args.no_augment)
     if not is_main_process():
         return None
     summary["prepare"] = {k: prep.get(k) for k in ("images", "videos")}

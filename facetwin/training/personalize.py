@@ -101,8 +101,8 @@ def split_held_out(keys: list[str], seed: int = 0) -> tuple[list[int], list[int]
 
 def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | None = None,
                 minutes: float = 3.0, started: float | None = None, max_steps: int = 2000, adapter_width: int = 32,
-                batch_size: int = 8, threads: int = 2, seed: int = 0, work_dir: Path | None = None, resume: bool = False,
-                command: str = "", progress: bool = True, lr: float | None = None) -> tuple[dict, object]:
+                batch_size: int = 8, threads: int = 1, seed: int = 0, work_dir: Path | None = None, resume: bool = False,
+                command: str = "", progress: bool = True, lr: float | None = None, augment: bool = True) -> tuple[dict, object]:
     """Train the person's adapters (on the base encoder file ``base_path``) on the prepared crops in ``prepared`` (only ``keys`` when
     given) and write the person file ``out``. ``started``: ``time.time()`` when the user's budget
     began (default now); the training stops at ``started + 60 · minutes`` less a reserve for
@@ -130,6 +130,7 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     # than the rest of the step together on a CPU (the base model's training did the same on 8 of 16)
     cfg.identity_images = min(cfg.identity_images or batch_size, 2)
     crop = cfg.data.crop_size
+    cfg.data.augment = cfg.data.augment and augment
     train_aug = ManifestCrops(prepared, crop, augment=cfg.data.augment, quiet=True, fill_border=cfg.data.fill_border)
     plain = ManifestCrops(prepared, crop, augment=False, quiet=True)
     for ds in (train_aug, plain):
