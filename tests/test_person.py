@@ -196,3 +196,28 @@ def test_evaluate_person_json(prepared, person_photos, tmp_path):
     assert res["nme_reduction"] == pytest.approx(1 - res["person"]["nme_overall"] / res["base"]["nme_overall"])
     assert 0 < res["personalize_seconds"] < time.time() - t0 + 60
     assert res["folds"][0]["steps"] == 3 and res["folds"][0]["train_frames"] == 2
+
+
+def test_protocol_splits_and_spread():
+    from facetwin.evaluation.person import identity_spread, leave_k_out, nme_reduction, video_split
+    from facetwin.headmodel import load_head_model
+
+    keys = [f"clips/a.mp4#f{i:06d}" for i in (30, 0, 10, 90, 60, 20, 40, 50, 70, 80)]
+    train, test = video_split(keys)
+    assert train == [f"clips/a.mp4#f{i:06d}" for i in range(0, 70, 10)] and test == [f"clips/a.mp4#f{i:06d}" for i in (70, 80, 90)]
+    folds = leave_k_out([f"p/{c}.jpg" for c in "abcde"], 2)
+    assert [t for _, t in folds] == [["p/a.jpg", "p/b.jpg"], ["p/c.jpg", "p/d.jpg"], ["p/e.jpg"]]
+    assert all(not set(tr) & set(te) and len(tr) + len(te) == 5 for tr, te in folds)
+    with pytest.raises(ValueError):
+        leave_k_out(["p/a.jpg"], 1)
+    head = load_head_model("open")
+    same = np.tile(np.linspace(-1, 1, head.n_shape), (4, 1))
+    assert identity_spread(same, head) == {"beta_std": 0.0, "neutral_rms_mm": 0.0}
+    one = np.zeros((2, head.n_shape))
+    one[1, 0] = 2.0  # two frames 2 σ apart on the first component: each 1 σ from their mean
+    s = identity_spread(one, head)
+    assert s["beta_std"] == pytest.approx(1.0 / head.n_shape)
+    v = head(torch.tensor(one, dtype=torch.float32), torch.zeros(2, head.n_expr), torch.zeros(2, 5, 3)).vertices
+    want = float((v[1] - v[0]).pow(2).sum(-1).mean().sqrt()) / 2 * 1000
+    assert s["neutral_rms_mm"] == pytest.approx(want, rel=1e-4) and s["neutral_rms_mm"] > 0.1
+    assert nme_reduction(0.05, 0.03) == pytest.approx(0.4)

@@ -110,7 +110,7 @@ def run(args) -> dict:
             summary, stage = personalize(work / "prepared", out, base, keys=train_keys, minutes=args.minutes,
                                          max_steps=args.max_steps, adapter_width=args.adapter_width, batch_size=args.batch_size,
                                          threads=args.threads, seed=args.seed, work_dir=work / f"fold{f}", command=command_line(),
-                                         progress=not args.no_progress, lr=args.lr, augment=not args.no_augment)
+                                         progress=not args.no_progress, lr=args.lr, augment=args.augment)
             test = Subset(plain, [index[k] for k in test_keys])
             base_enc = load_coarse_model(base)[0].encoder
             person_enc = load_coarse_model(base)[0].encoder
@@ -187,7 +187,7 @@ def comparison_picture(test, preds: dict, faces, rows: int = 3, size: int = 256)
         for m in ("base", "person"):
             p = preds[m]
             ov = shaded_overlay(big, torch.from_numpy(p["vertices"][i])[None], torch.as_tensor(faces),
-                                torch.tensor([p["scale_px"][i] * f]), torch.from_numpy(p["translation_px"][i] * f)[None])
+                                torch.tensor([p["scale_px"][i] * f]), torch.from_numpy(p["translation_px"][i] * f)[None], opacity=0.5)
             row.append(draw_landmarks(ov, pred=p["landmarks"][i] * f, gt=labels, radius=2.0))
         for j, (tile, title) in enumerate(zip(row, ("annotator labels", "base", "person"))):
             pil = Image.fromarray(np.ascontiguousarray(tile))

@@ -54,7 +54,7 @@ def prepare_person(inputs: list[str], out_dir: Path, max_frames: int = 120, fps:
 
 def base_config(meta: dict, base_path: Path, prepared: Path, run_dir: Path):
     """The coarse config of a person run: the base model's own training config (its losses and
-    weights, render settings) with person-transfer optimisation (Adam, lr 1e-3 as the paper)."""
+    weights, render settings) with person-transfer optimisation (Adam at a constant rate, no weight decay)."""
     from facetwin.training.config import CoarseConfig, from_dict
 
     train = dict(meta.get("train_config") or {})
@@ -75,7 +75,7 @@ def base_config(meta: dict, base_path: Path, prepared: Path, run_dir: Path):
     cfg.landmark_only_steps = 0
     cfg.eval.helen = ""
     o = cfg.optim
-    o.lr, o.weight_decay, o.warmup_steps, o.schedule, o.grad_clip = 1e-3, 0.0, 10, "constant", 1.0
+    o.lr, o.weight_decay, o.warmup_steps, o.schedule, o.grad_clip = 3e-3, 0.0, 10, "constant", 1.0
     r = cfg.run
     r.out_dir, r.checkpoint_every, r.keep_last, r.log_every, r.image_every, r.workers, r.eval_every = \
         str(run_dir), 200, 1, 5, 0, 0, 10
@@ -102,7 +102,7 @@ def split_held_out(keys: list[str], seed: int = 0) -> tuple[list[int], list[int]
 def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | None = None,
                 minutes: float = 3.0, started: float | None = None, max_steps: int = 2000, adapter_width: int = 32,
                 batch_size: int = 8, threads: int = 1, seed: int = 0, work_dir: Path | None = None, resume: bool = False,
-                command: str = "", progress: bool = True, lr: float | None = None, augment: bool = True) -> tuple[dict, object]:
+                command: str = "", progress: bool = True, lr: float = 3e-3, augment: bool = False) -> tuple[dict, object]:
     """Train the person's adapters (on the base encoder file ``base_path``) on the prepared crops in ``prepared`` (only ``keys`` when
     given) and write the person file ``out``. ``started``: ``time.time()`` when the user's budget
     began (default now); the training stops at ``started + 60 · minutes`` less a reserve for
@@ -124,16 +124,16 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     work_dir = Path(work_dir) if work_dir else Path(str(out) + ".work")
     cfg = base_config(meta, base_path, Path(prepared), work_dir / "run")
     cfg.run.steps, cfg.run.batch_size, cfg.run.threads, cfg.run.seed = max_steps, batch_size, threads, seed
-    if lr:
-        cfg.optim.lr = lr
+    cfg.optim.lr = lr
     # L_id (dlib's ResNet, weight as the base model) on 2 frames of each batch: it costs more
     # than the rest of the step together on a CPU (the base model's training did the same on 8 of 16)
     cfg.identity_images = min(cfg.identity_images or batch_size, 2)
     crop = cfg.data.crop_size
     cfg.data.augment = cfg.data.augment and augment
-    train_aug = ManifestCrops(prepared, crop, augment=cfg.data.augment, quiet=True, fill_border=cfg.data.fill_border)
     plain = ManifestCrops(prepared, crop, augment=False, quiet=True)
-    for ds in (train_aug, plain):
+    train_aug = plain if not cfg.data.augment else ManifestCrops(prepared, crop, augment=True, quiet=True,
+                                                                fill_border=cfg.data.fill_border)
+    for ds in {id(train_aug): train_aug, id(plain): plain}.values():
         ds.identity[:] = 0  # one person: every pair of frames shares β (L_sc)
     index = {k: i for i, k in enumerate(plain.keys)}
     if keys is not None:
