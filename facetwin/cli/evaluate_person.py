@@ -40,6 +40,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--per-frame", action="store_true", help="include per-frame errors")
     p.add_argument("--picture", default=None, metavar="PNG",
                    help="write base vs person on test frames (columns: labels, base, person; first fold)")
+    p.add_argument("--picture-background", choices=["photo", "none"], default="photo",
+                   help="'none': meshes and points on grey, no pixel of the frames (for pictures that get published)")
     p.add_argument("--no-progress", action="store_true")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -123,7 +125,8 @@ def run(args) -> dict:
             if args.picture and f == 0:
                 from facetwin.outputs import write_image
 
-                write_image(args.picture, comparison_picture(test, preds, stage.coarse.head_model.faces))
+                write_image(args.picture, comparison_picture(test, preds, stage.coarse.head_model.faces,
+                                                               photo=args.picture_background == "photo"))
             prep_share = prepare_seconds * len(train_keys) / max(1, len(keys))  # preparing its training frames
             row = {"fold": f, "train_frames": len(train_keys), "test_frames": len(test_keys), "steps": summary["steps"],
                    "stop_reason": summary["stop_reason"], "personalize_seconds": round(summary["seconds"] + prep_share, 1),
@@ -165,9 +168,10 @@ def run(args) -> dict:
             tmp.cleanup()
 
 
-def comparison_picture(test, preds: dict, faces, rows: int = 3, size: int = 256) -> np.ndarray:
+def comparison_picture(test, preds: dict, faces, rows: int = 3, size: int = 256, photo: bool = True) -> np.ndarray:
     """Rows of test frames (evenly spaced): the crop with the annotator's labels (green), the
-    base model and the person model (shaded mesh over the crop, projected landmarks red)."""
+    base model and the person model (shaded mesh over the crop, projected landmarks red).
+    ``photo=False``: on grey instead of the frame."""
     import torch
     import torch.nn.functional as F
     from PIL import Image, ImageDraw
@@ -182,6 +186,8 @@ def comparison_picture(test, preds: dict, faces, rows: int = 3, size: int = 256)
         S = img.shape[-1]
         f = size / S
         big = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)[0]
+        if not photo:
+            big = torch.full_like(big, 0.25)
         labels = preds["base"]["labels"][i] * f
         row = [draw_landmarks(big, gt=labels, radius=2.0)]
         for m in ("base", "person"):
