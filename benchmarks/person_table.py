@@ -19,6 +19,11 @@ def load(path: Path) -> dict | None:
     return json.loads(lines[-1]) if lines else None
 
 
+def spread(r: dict) -> bool:
+    """An identity spread needs at least 2 test frames in a fold."""
+    return min(f["test_frames"] for f in r["folds"]) >= 2
+
+
 COLUMNS = [
     ("frames train/test", lambda r: f"{r['folds'][0]['train_frames'] if len(r['folds']) == 1 else 'k-out'}/{r['frames']['test']}"),
     ("steps", lambda r: "/".join(str(f["steps"]) for f in r["folds"])),
@@ -29,14 +34,14 @@ COLUMNS = [
     ("inner b → p", lambda r: f"{r['base']['nme_inner']:.4f} → {r['person']['nme_inner']:.4f}"),
     ("NME person, per-frame β", lambda r: f"{r['person_per_frame_beta']['nme_overall']:.4f}"),
     ("photometric b → p", lambda r: f"{r['base']['photometric']:.4f} → {r['person']['photometric']:.4f}"),
-    ("β std b → p(per-frame)", lambda r: f"{r['base']['beta_std']:.3f} → {r['person_per_frame_beta']['beta_std']:.3f}"),
-    ("neutral RMS mm b → p(per-frame)", lambda r: f"{r['base']['neutral_rms_mm']:.2f} → {r['person_per_frame_beta']['neutral_rms_mm']:.2f}"),
+    ("β std b → p(per-frame)", lambda r: f"{r['base']['beta_std']:.3f} → {r['person_per_frame_beta']['beta_std']:.3f}" if spread(r) else "n/a"),
+    ("neutral RMS mm b → p(per-frame)", lambda r: f"{r['base']['neutral_rms_mm']:.2f} → {r['person_per_frame_beta']['neutral_rms_mm']:.2f}" if spread(r) else "n/a"),
     ("personalize s", lambda r: f"{r['personalize_seconds']:.0f}"),
 ]
 
 
 def main(paths: list[str]) -> None:
-    rows = [(Path(p).stem, r) for p in paths if (r := load(Path(p))) is not None]
+    rows = [(Path(p).stem.removeprefix("res_"), r) for p in paths if (r := load(Path(p))) is not None]
     print("| input | " + " | ".join(c for c, _ in COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     for name, r in rows:
@@ -46,10 +51,18 @@ def main(paths: list[str]) -> None:
         b, p = mean(lambda r: r["base"]["nme_overall"]), mean(lambda r: r["person"]["nme_overall"])
         red = mean(lambda r: r["nme_reduction"])
         better = sum(r["person"]["nme_overall"] < r["base"]["nme_overall"] for _, r in rows)
-        sb = mean(lambda r: r["base"]["beta_std"])
-        sp = mean(lambda r: r["person_per_frame_beta"]["beta_std"])
-        print(f"| **mean of {len(rows)}** | | | {b:.4f} | {p:.4f} | {100 * red:+.1f} % (of the means: {100 * (1 - p / b):+.1f} %) "
-              f"| lower on {better}/{len(rows)} | | | | {sb:.3f} → {sp:.3f} | | {mean(lambda r: r['personalize_seconds']):.0f} |")
+        srows = [r for _, r in rows if spread(r)] or [r for _, r in rows]
+        smean = lambda f: sum(f(r) for r in srows) / len(srows)  # noqa: E731
+        sb = smean(lambda r: r["base"]["beta_std"])
+        sp = smean(lambda r: r["person_per_frame_beta"]["beta_std"])
+        bb, pb = mean(lambda r: r["base"]["nme_boundary"]), mean(lambda r: r["person"]["nme_boundary"])
+        bi, pi = mean(lambda r: r["base"]["nme_inner"]), mean(lambda r: r["person"]["nme_inner"])
+        pf = mean(lambda r: r["person_per_frame_beta"]["nme_overall"])
+        ph_b, ph_p = mean(lambda r: r["base"]["photometric"]), mean(lambda r: r["person"]["photometric"])
+        nb, np_ = smean(lambda r: r["base"]["neutral_rms_mm"]), smean(lambda r: r["person_per_frame_beta"]["neutral_rms_mm"])
+        print(f"| **mean of {len(rows)}** | | | **{b:.4f}** | **{p:.4f}** | **{100 * red:+.1f} %** (lower on {better}/{len(rows)}) "
+              f"| {bb:.4f} → {pb:.4f} | {bi:.4f} → {pi:.4f} | {pf:.4f} | {ph_b:.4f} → {ph_p:.4f} | {sb:.3f} → {sp:.3f} "
+              f"| {nb:.2f} → {np_:.2f} | {mean(lambda r: r['personalize_seconds']):.0f} |")
 
 
 if __name__ == "__main__":
