@@ -146,6 +146,11 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     if not chosen:
         raise FacetwinError("no face found in the inputs (nothing to personalise on)")
     tr, va = split_held_out([plain.keys[i] for i in chosen], seed)
+    if not va:
+        import warnings
+
+        warnings.warn(f"only {len(chosen)} frame(s): no held-out split, so no early stopping; with 1–2 photos the person "
+                      f"model can overfit and get worse on new photos (measured in BENCHMARKS.md) — give it {MIN_FRAMES_FOR_VAL} or more")
     train_idx, val_idx = [chosen[i] for i in tr], [chosen[i] for i in va]
     from torch.utils.data import Subset
 
