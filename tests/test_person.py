@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ import torch
 from facetwin.errors import FacetwinError
 from facetwin.inference.reconstructor import DEFAULT_CHECKPOINT, load_coarse_model
 from facetwin.models.person import (
-    attach_person, check_base, file_sha256, fix_shape, load_person, person_parameter_names, prepare_encoder, read_person,
+    check_base, file_sha256, fix_shape, load_person, person_parameter_names, prepare_encoder, read_person,
 )
 
 pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no shipped coarse checkpoint")

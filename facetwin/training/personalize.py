@@ -107,8 +107,6 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     given) and write the person file ``out``. ``started``: ``time.time()`` when the user's budget
     began (default now); the training stops at ``started + 60 · minutes`` less a reserve for
     the final pass. Returns (summary, the stage) — the summary only on the main process."""
-    import torch
-
     from facetwin.models.person import file_sha256, person_state, write_person
     from facetwin.training.checkpoint import read_safetensors
     from facetwin.training.coarse_data import ManifestCrops
