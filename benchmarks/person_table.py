@@ -41,7 +41,7 @@ COLUMNS = [
 
 
 def main(paths: list[str]) -> None:
-    rows = [(Path(p).stem.removeprefix("res2_").removeprefix("res_"), r) for p in paths if (r := load(Path(p))) is not None]
+    rows = [(Path(p).stem.removeprefix("resq_").removeprefix("res2_").removeprefix("res_"), r) for p in paths if (r := load(Path(p))) is not None]
     print("| input | " + " | ".join(c for c, _ in COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")
     for name, r in rows:
