@@ -20,6 +20,7 @@ def add_parser(subparsers) -> None:
                               description=__doc__.split("\n\n")[1])
     p.add_argument("folder", help="folder with images and .pts files (e.g. ../shared/data/eval/helen-test)")
     p.add_argument("--model", "--checkpoint", dest="model", default="default", help="model file: 'default' (shipped), a coarse-encoder .safetensors or a training run folder")
+    p.add_argument("--person", default=None, metavar="NAME.facetwin", help="evaluate the person model of this person file")
     p.add_argument("--head-model", default=None, help="head model spec (default: the one the model file was trained with)")
     p.add_argument("--crop", choices=["gt", "detect"], default="gt", help="crop from the annotation (default) or the detector")
     p.add_argument("--limit", type=int, default=0, help="only the first N images")
@@ -58,6 +59,11 @@ def run(args) -> dict:
             raise FacetwinError(f"--ced-plot {args.ced_plot}: write a .png, .pdf or .svg")
     folder = Path(args.folder)
     model, meta = load_coarse_model(args.model, args.head_model)
+    if args.person:
+        from facetwin.models.coarse import resolve_model_file
+        from facetwin.models.person import load_person
+
+        load_person(args.person, model.encoder, resolve_model_file(args.model))
     contour = contour_convention(meta, args.contour)
     res = evaluate_folder(model, folder, limit=args.limit or None, crop=args.crop, contour=contour,
                           crop_rule=meta["inference"]["crop"])
@@ -65,6 +71,8 @@ def run(args) -> dict:
            "nme_boundary": res["nme_boundary"], "nme_inner": res["nme_inner"], "nme_overall": res["nme_overall"],
            "auc_0.08": res["auc_0.08"], "by_pose": res["by_pose"],
            "trained_steps": meta.get("total_steps", meta.get("step"))}
+    if args.person:
+        out["person"] = str(args.person)
     curves = {"shipped" if args.model == "default" else Path(str(args.model)).stem: res["per_image"]}
     for item in args.compare:
         name, _, model_file = item.partition("=")

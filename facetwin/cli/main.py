@@ -31,7 +31,8 @@ from facetwin.errors import FacetwinError
 
 # Imported lazily so that ``facetwin --help`` stays fast and one broken extra does not
 # take every subcommand down.
-SUBCOMMANDS = ["info", "demo", "bench", "prepare", "evaluate", "train", "reconstruct", "animate", "export", "view"]
+SUBCOMMANDS = ["info", "demo", "bench", "prepare", "evaluate", "train", "reconstruct", "animate", "export", "view",
+               "personalize"]
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

@@ -33,6 +33,7 @@ def add_parser(subparsers) -> None:
                    help="model file: 'default' (shipped), a coarse-encoder .safetensors or a training run folder")
     add_head_model_flag(p)
     p.set_defaults(head_model=None)
+    p.add_argument("--person", default=None, metavar="NAME.facetwin", help="a person file (`facetwin personalize`): its model and its β")
     p.add_argument("--faces", choices=["main", "all"], default="main",
                    help="images: the largest face (default; a note says when others were skipped) or every face")
     v = p.add_argument_group("video")
@@ -115,7 +116,7 @@ def run_images(args, src: Path) -> dict:
 
     items = _image_inputs(src)
     out = ensure_dir(args.out)
-    ft = FaceTwin(args.model, head_model=args.head_model)
+    ft = FaceTwin(args.model, head_model=args.head_model, person=args.person)
     done, failed, several = [], [], []
     for name, item in tqdm(items, desc="reconstruct", file=sys.stderr, disable=len(items) < 2):
         try:
@@ -145,6 +146,8 @@ def run_images(args, src: Path) -> dict:
     result = {"input": str(src), "out": str(out), "reconstructed": len(done), "failed": len(failed),
               "faces": args.faces, "images_with_several_faces": len(several),
               "failures": failed[:20], "outputs": done[:20]}
+    if ft.person is not None:  # one identity for the person: its β (mean over its training frames) and spread
+        result["person"] = {k: v for k, v in ft.person.summary().items() if k != "beta_std"}
     return result
 
 
@@ -169,7 +172,7 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
     out = ensure_dir(args.out)
     clean_temporaries(out)  # leftovers of a killed earlier run
     name = src.stem
-    ft = FaceTwin(args.model, head_model=args.head_model)
+    ft = FaceTwin(args.model, head_model=args.head_model, person=args.person)
     faces = ft.model.head_model.faces.cpu().numpy()
     tracker, identity, clock = FaceTracker(), ClipIdentity(), StageClock()
     smoother = ParameterSmoother() if args.smooth else None

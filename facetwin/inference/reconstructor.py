@@ -124,14 +124,21 @@ def _first(x):
 
 class FaceTwin:
     """Coarse 3D face reconstruction from one image (``model_file``: "default", a coarse-encoder
-    ``.safetensors`` model file or a training run folder)."""
+    ``.safetensors`` model file or a training run folder). ``person``: a person file from
+    ``facetwin personalize`` (made for this model file): its adapters, and its β in every result."""
 
-    def __init__(self, model_file: str | Path | None = "default", head_model: str | None = None, device: str = "cpu"):
+    def __init__(self, model_file: str | Path | None = "default", head_model: str | None = None, device: str = "cpu",
+                 person: str | Path | None = None):
         self.device = torch.device(device)
         self.model, self.meta = load_coarse_model(model_file, head_model, self.device)
         inference = self.meta["inference"]  # stored in the model file (facetwin.models.files)
         self.crop_size = int(inference["input_size"])
         self.crop_rule = dict(inference["crop"])
+        self.person = None
+        if person:
+            from facetwin.models.person import load_person
+
+            self.person = load_person(person, self.model.encoder, resolve_checkpoint(model_file))
 
     @torch.no_grad()
     def reconstruct_crop(self, crop: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:

@@ -91,6 +91,11 @@ class Stage:
     def evaluate(self, model: nn.Module, step: int) -> dict[str, float] | None:
         return None
 
+    def should_stop(self, step: int) -> bool:
+        """True to end the run now (with a checkpoint), e.g. a time budget or early stopping;
+        must give the same answer on every process."""
+        return False
+
     def export(self, model: nn.Module, out_dir: Path, step: int, config: dict) -> Path | None:
         return None
 
@@ -326,6 +331,8 @@ class Trainer:
         interrupt = self._interrupt.install()
         for batch in batches:
             if self.step >= run.steps or (self.stop_at is not None and self.step >= self.stop_at):
+                break
+            if self.step > 0 and self.stage.should_stop(self.step):
                 break
             data_time += time.perf_counter() - t_data
             batch = self._to_device(batch)

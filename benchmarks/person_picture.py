@@ -1,0 +1,60 @@
+"""Base vs person model on held-out frames, from a kept ``evaluate person --work`` folder.
+
+    python benchmarks/person_picture.py WORK --out docs/images/person_d6.png [--background none]
+
+WORK is the ``--work`` folder of ``facetwin evaluate person VIDEO --work WORK``: its
+``prepared/`` crops and ``fold0.facetwin``. The test frames are the last 30 % in time (the
+protocol's split); columns: the annotator's labels, the base model, the person model (the
+person's β). ``--background none`` draws meshes and points on grey, without the frames' pixels
+(the research clips must not be copied into the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Subset
+
+
+@torch.no_grad()
+def predictions(coarse, dataset) -> dict:
+    images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+    geo = coarse(images)
+    return {"landmarks": coarse.image_landmarks(geo, "static").numpy(),
+            "labels": torch.stack([dataset[i]["landmarks"] for i in range(len(dataset))]).numpy(),
+            "vertices": geo.vertices.numpy(), "scale_px": geo.scale_px.numpy(), "translation_px": geo.translation_px.numpy()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("work", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--background", choices=["photo", "none"], default="none")
+    ap.add_argument("--rows", type=int, default=3)
+    args = ap.parse_args()
+
+    from facetwin.cli.evaluate_person import comparison_picture
+    from facetwin.evaluation.person import video_split
+    from facetwin.inference.reconstructor import DEFAULT_CHECKPOINT, load_coarse_model
+    from facetwin.models.person import load_person
+    from facetwin.outputs import write_image
+    from facetwin.training.coarse_data import ManifestCrops
+
+    ds = ManifestCrops(args.work / "prepared", 128, augment=False, quiet=True)
+    _, test_keys = video_split(list(ds.keys))
+    index = {k: i for i, k in enumerate(ds.keys)}
+    test = Subset(ds, [index[k] for k in test_keys])
+    base, _ = load_coarse_model()
+    person, _ = load_coarse_model()
+    load_person(args.work / "fold0.facetwin", person.encoder, DEFAULT_CHECKPOINT)
+    preds = {"base": predictions(base, test), "person": predictions(person, test)}
+    pic = comparison_picture(test, preds, base.head_model.faces, rows=args.rows, photo=args.background == "photo")
+    write_image(args.out, np.ascontiguousarray(pic))
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""``facetwin evaluate person INPUT [--json]``: does personalising help on this person's unseen frames?
+
+Protocol: a VIDEO is personalised on its first 70 % of frames (in time) and tested on the last
+30 %; a FOLDER of photos of one person is tested leave-k-out (each fold personalises on all but
+k photos and tests on those). On the test frames, for the base and the person model: 68-point
+NME (boundary / inner / overall) against the labels of the automatic annotator (no human labels
+exist for these clips; the annotator's own NME against HELEN-test's human labels is 0.0245),
+the photometric error, and the identity spread across test frames (std of β; RMS of the neutral
+shape in mm). The person model's output uses the person's β (``person``; its spread is 0 by
+construction), its per-frame β is reported as ``person_per_frame_beta``. ``nme_reduction`` is the
+relative reduction of the overall NME, base → person; ``personalize_seconds`` the time to
+personalise (preparing its training frames + training, per fold); ``--minutes`` bounds the training.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from facetwin.cli.main import add_json_flag
+from facetwin.cli.personalize import add_person_training_args, check_args, command_line
+from facetwin.errors import FacetwinError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("person", help="base vs person-specific model on a person's held-out frames",
+                              description=__doc__.split("\n\n")[1])
+    p.add_argument("input", help="a video of one person, or a folder of photos of one person")
+    add_person_training_args(p)
+    p.set_defaults(minutes=2.5)
+    p.add_argument("--train-fraction", type=float, default=0.7, help="video: share of the frames (first in time) to personalise on (default 0.7)")
+    p.add_argument("--leave-out", type=int, default=0, help="photos: k of leave-k-out (default: a quarter of the photos, at least 1)")
+    p.add_argument("--folds", type=int, default=0, help="photos: run at most this many folds (default all)")
+    p.add_argument("--contour", choices=["static", "silhouette"], default="static",
+                   help="contour convention of the NME (as `evaluate landmarks`; default static)")
+    p.add_argument("--work", default=None, help="keep prepared crops, runs and person files here (default: a temporary folder)")
+    p.add_argument("--per-frame", action="store_true", help="include per-frame errors")
+    p.add_argument("--picture", default=None, metavar="PNG",
+                   help="write base vs person on test frames (columns: labels, base, person; first fold)")
+    p.add_argument("--picture-background", choices=["photo", "none"], default="photo",
+                   help="'none': meshes and points on grey, no pixel of the frames (for pictures that get published)")
+    p.add_argument("--no-progress", action="store_true")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def _folds(keys: list[str], args, is_video: bool):
+    from facetwin.evaluation.person import leave_k_out, video_split
+
+    if is_video:
+        if len(keys) < 4:
+            raise FacetwinError(f"only {len(keys)} usable frames in {args.input}: need at least 4 for a 70/30 split")
+        if not 0.1 <= args.train_fraction <= 0.9:
+            raise FacetwinError("--train-fraction must be within [0.1, 0.9]")
+        return [video_split(keys, args.train_fraction)], "video: first {:.0%} of the frames (in time) personalise, last {:.0%} test".format(
+            args.train_fraction, 1 - args.train_fraction)
+    if len(keys) < 2:
+        raise FacetwinError(f"only {len(keys)} usable photo(s) in {args.input}: leave-k-out needs at least 2")
+    k = args.leave_out or max(1, len(keys) // 4)
+    if k >= len(keys):
+        raise FacetwinError(f"--leave-out {k} needs more than {k} usable photos (have {len(keys)})")
+    folds = leave_k_out(keys, k)
+    if args.folds:
+        folds = folds[:args.folds]
+    return folds, f"photos: leave-{k}-out ({len(folds)} fold(s) of {len(keys)} usable photos)"
+
+
+def run(args) -> dict:
+    import torch
+    from torch.utils.data import Subset
+
+    from facetwin.evaluation import person as ev
+    from facetwin.inference.reconstructor import load_coarse_model, resolve_checkpoint
+    from facetwin.models.person import fix_shape, load_person
+    from facetwin.training.coarse_data import ManifestCrops, read_manifest
+    from facetwin.training.person_stage import predict
+    from facetwin.training.personalize import personalize, prepare_person
+
+    check_args(args)
+    src = Path(args.input)
+    if not src.exists():
+        raise FacetwinError(f"input not found: {src}")
+    from facetwin.data.io import is_video_path
+
+    is_video = src.is_file() and is_video_path(src)
+    if src.is_file() and not is_video:
+        raise FacetwinError(f"{src.name}: give a video or a folder of photos of one person")
+    base = resolve_checkpoint(args.checkpoint)
+    torch.set_num_threads(args.threads)
+    tmp = None
+    if args.work:
+        work = Path(args.work)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="facetwin-evaluate-person-")
+        work = Path(tmp.name)
+    try:
+        t0 = time.time()
+        prepare_person([str(src)], work / "prepared", max_frames=args.max_frames, fps=args.fps, progress=not args.no_progress)
+        prepare_seconds = time.time() - t0
+        keys = [r["key"] for r in read_manifest(work / "prepared")]
+        folds, protocol = _folds(keys, args, is_video)
+        plain = ManifestCrops(work / "prepared", 128, augment=False, quiet=True)
+        index = {k: i for i, k in enumerate(plain.keys)}
+        per_model = {m: {"errors": [], "photometric": []} for m in ("base", "person", "person_per_frame_beta")}
+        spreads = {"base": [], "person_per_frame_beta": []}
+        fold_rows = []
+        for f, (train_keys, test_keys) in enumerate(folds):
+            out = work / f"fold{f}.facetwin"
+            summary, stage = personalize(work / "prepared", out, base, keys=train_keys, minutes=args.minutes,
+                                         max_steps=args.max_steps, adapter_width=args.adapter_width, batch_size=args.batch_size,
+                                         threads=args.threads, seed=args.seed, work_dir=work / f"fold{f}", command=command_line(),
+                                         progress=not args.no_progress, lr=args.lr, augment=args.augment)
+            test = Subset(plain, [index[k] for k in test_keys])
+            base_enc = load_coarse_model(base)[0].encoder
+            person_enc = load_coarse_model(base)[0].encoder
+            person = load_person(out, person_enc, base, fix_identity=False)
+            preds = {"base": predict(stage, base_enc, test, contour=args.contour, render=True),
+                     "person_per_frame_beta": predict(stage, person_enc, test, contour=args.contour, render=True)}
+            handle = fix_shape(person_enc, person.beta_mean)
+            preds["person"] = predict(stage, person_enc, test, contour=args.contour, render=True)
+            handle.remove()
+            if args.picture and f == 0:
+                from facetwin.outputs import write_image
+
+                write_image(args.picture, comparison_picture(test, preds, stage.coarse.head_model.faces,
+                                                               photo=args.picture_background == "photo"))
+            prep_share = prepare_seconds * len(train_keys) / max(1, len(keys))  # preparing its training frames
+            row = {"fold": f, "train_frames": len(train_keys), "test_frames": len(test_keys), "steps": summary["steps"],
+                   "stop_reason": summary["stop_reason"], "personalize_seconds": round(summary["seconds"] + prep_share, 1),
+                   "train_seconds": summary["train_seconds"]}
+            for m, p in preds.items():
+                e = ev.landmark_errors(p["landmarks"], p["labels"])
+                per_model[m]["errors"].append(e)
+                per_model[m]["photometric"].append(p.get("photometric", np.zeros(0)))
+                row[f"{m}_nme_overall"] = float(e["overall"].mean())
+                if m in spreads:
+                    spreads[m].append(ev.identity_spread(p["beta"], stage.coarse.head_model))
+            fold_rows.append(row)
+        result = {"input": str(src), "kind": "video" if is_video else "photos", "protocol": protocol,
+                  "labels": ev.LABELS, "annotator_nme_helen_test": ev.ANNOTATOR_NME_HELEN_TEST, "contour": args.contour,
+                  "frames": {"usable": len(keys), "test": sum(r["test_frames"] for r in fold_rows)}}
+        for m, acc in per_model.items():
+            errors = {k: np.concatenate([e[k] for e in acc["errors"]]) for k in ("boundary", "inner", "overall")}
+            row = ev.summarize(errors, np.concatenate(acc["photometric"]))
+            if m in spreads and spreads[m]:
+                row.update({k: float(np.mean([s[k] for s in spreads[m]])) for k in ("beta_std", "neutral_rms_mm")})
+            elif m == "person":
+                row.update({"beta_std": 0.0, "neutral_rms_mm": 0.0, "note": "one β for the person (mean over its training frames)"})
+            if args.per_frame:
+                row["per_frame"] = {k: v.tolist() for k, v in errors.items()}
+            result[m] = row
+        result["nme_reduction"] = ev.nme_reduction(result["base"]["nme_overall"], result["person"]["nme_overall"])
+        result["nme_reduction_per_frame_beta"] = ev.nme_reduction(result["base"]["nme_overall"], result["person_per_frame_beta"]["nme_overall"])
+        result["personalize_seconds"] = float(np.mean([r["personalize_seconds"] for r in fold_rows]))
+        result["train_seconds"] = float(np.mean([r["train_seconds"] for r in fold_rows]))
+        result["prepare_seconds"] = round(prepare_seconds, 1)
+        result["minutes_budget"] = args.minutes
+        result["threads"] = args.threads
+        result["folds"] = fold_rows
+        if args.picture:
+            result["picture"] = str(args.picture)
+        return result
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def comparison_picture(test, preds: dict, faces, rows: int = 3, size: int = 256, photo: bool = True) -> np.ndarray:
+    """Rows of test frames (evenly spaced): the crop with the annotator's labels (green), the
+    base model and the person model (shaded mesh over the crop, projected landmarks red).
+    ``photo=False``: on grey instead of the frame."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image, ImageDraw
+
+    from facetwin.rendering.visualize import draw_landmarks, image_grid, shaded_overlay
+
+    n = len(test)
+    picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(rows, n))})
+    tiles = []
+    for i in picks:
+        img = test[i]["image"][None]
+        S = img.shape[-1]
+        f = size / S
+        big = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)[0]
+        if not photo:
+            big = torch.full_like(big, 0.25)
+        labels = preds["base"]["labels"][i] * f
+        row = [draw_landmarks(big, gt=labels, radius=2.0)]
+        for m in ("base", "person"):
+            p = preds[m]
+            ov = shaded_overlay(big, torch.from_numpy(p["vertices"][i])[None], torch.as_tensor(faces),
+                                torch.tensor([p["scale_px"][i] * f]), torch.from_numpy(p["translation_px"][i] * f)[None], opacity=0.5)
+            row.append(draw_landmarks(ov, pred=p["landmarks"][i] * f, gt=labels, radius=2.0))
+        for j, (tile, title) in enumerate(zip(row, ("annotator labels", "base", "person"))):
+            pil = Image.fromarray(np.ascontiguousarray(tile))
+            d = ImageDraw.Draw(pil)
+            nme = ""
+            if j:
+                from facetwin.evaluation.nme import per_image_nme
+
+                e = per_image_nme(preds[title]["landmarks"][i], preds[title]["labels"][i])["overall"][0]
+                nme = f"  NME {e:.4f}"
+            d.rectangle([0, 0, size, 16], fill=(0, 0, 0))
+            d.text((4, 2), title + nme, fill=(255, 255, 255))
+            tiles.append(np.asarray(pil))
+    return image_grid(tiles, columns=3)

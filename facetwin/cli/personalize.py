@@ -1,0 +1,107 @@
+"""``facetwin personalize INPUT... --out NAME.facetwin``: a person-specific model in minutes.
+
+INPUT: photos and/or videos of ONE person (files or folders; several allowed). The faces are
+prepared with the project's own ``prepare`` (a video's frames sampled over the whole clip), then
+only person-specific parameters are trained on the frozen base model: an adapter in every ViT
+block and the layer norms, with the base model's losses (L_C, Eq. 2) and the shape-consistency
+term across all frames. A small held-out split stops training early; ``--minutes`` is the
+wall-clock budget of the training (preparing the frames comes before it and is reported). The person file holds only those parameters (fp16) and the person's β.
+Use it with ``--person NAME.facetwin`` on ``reconstruct`` and ``evaluate landmarks``, or
+``FaceTwin(person="NAME.facetwin")``.
+
+Under ``torchrun --nproc_per_node N -m facetwin personalize ...`` the training runs DDP;
+``--resume`` continues an interrupted run from its work folder.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from facetwin.cli.main import add_json_flag
+from facetwin.errors import FacetwinError
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("personalize", help="train a person-specific model (adapters) on one person's photos/videos",
+                              description=__doc__.split("\n\n")[1])
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="photos, videos or folders of them, all of one person")
+    p.add_argument("--out", required=True, help="the person file to write (NAME.facetwin)")
+    add_person_training_args(p)
+    p.add_argument("--work", default=None, help="work folder: prepared crops, checkpoints, metrics.jsonl (default OUT.work)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the work folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def add_person_training_args(p) -> None:
+    """Options shared by ``personalize`` and ``evaluate person``."""
+    p.add_argument("--checkpoint", default="default", help="base model: 'default' (shipped), an exported .safetensors or a run folder")
+    p.add_argument("--minutes", type=float, default=3.0, help="wall-clock budget of the training, after the frames are prepared (default 3)")
+    p.add_argument("--max-steps", type=int, default=2000, help="at most this many training steps (default 2000)")
+    p.add_argument("--max-frames", type=int, default=120, help="frames sampled per video, evenly over the clip (default 120)")
+    p.add_argument("--fps", type=float, default=5.0, help="at most this many frames per second of video (default 5)")
+    p.add_argument("--adapter-width", type=int, default=32, help="bottleneck width of each adapter (default 32)")
+    p.add_argument("--batch-size", type=int, default=8, help="frames per step (default 8)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on a CPU shared with other work 2 threads were 15x slower per step, measured)")
+    p.add_argument("--lr", type=float, default=3e-3,
+                   help="Adam learning rate of the person parameters (default 3e-3: a CPU budget is ~100 steps; the paper's 1e-3 is for thousands)")
+    p.add_argument("--augment", action="store_true",
+                   help="augment the frames as the base training does (jitter, mirror, colour, occluders); off by default: it slowed fitting, measured")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def check_args(args) -> None:
+    if not args.minutes > 0:
+        raise FacetwinError("--minutes must be > 0")
+    for name in ("max_steps", "max_frames", "adapter_width", "batch_size", "threads"):
+        if getattr(args, name) < 1:
+            raise FacetwinError(f"--{name.replace('_', '-')} must be >= 1")
+    if not args.lr > 0:
+        raise FacetwinError("--lr must be > 0")
+    if args.fps <= 0:
+        raise FacetwinError("--fps must be > 0")
+
+
+def command_line() -> str:
+    return " ".join(shlex.quote(a) for a in ["facetwin"] + sys.argv[1:])
+
+
+def run(args) -> dict | None:
+    from facetwin.inference.reconstructor import resolve_checkpoint
+    from facetwin.training.personalize import is_main_process, personalize, prepare_person, wait_for
+
+    started = time.time()
+    check_args(args)
+    out = Path(args.out)
+    if out.suffix != ".facetwin":
+        raise FacetwinError(f"--out should end in .facetwin (got {out.name})")
+    if out.exists() and out.is_dir():
+        raise FacetwinError(f"--out {out} is a folder")
+    for i in args.inputs:
+        if not Path(i).exists():
+            raise FacetwinError(f"input not found: {i}")
+    base = resolve_checkpoint(args.checkpoint)
+    work = Path(args.work) if args.work else Path(str(out) + ".work")
+    prepared = work / "prepared"
+    if is_main_process():
+        prep = prepare_person(args.inputs, prepared, max_frames=args.max_frames, fps=args.fps, progress=not args.no_progress)
+        (prepared / ".ready").write_text("ok\n")
+    else:
+        wait_for(prepared / ".ready")
+        prep = {}
+    prepare_seconds = time.time() - started
+    summary, _ = personalize(prepared, out, base, minutes=args.minutes, max_steps=args.max_steps,
+                             adapter_width=args.adapter_width, batch_size=args.batch_size, threads=args.threads,
+                             seed=args.seed, work_dir=work, resume=args.resume, command=command_line(),
+                             progress=not args.no_progress, lr=args.lr, augment=args.augment)
+    if not is_main_process():
+        return None
+    summary["prepare"] = {k: prep.get(k) for k in ("images", "videos")}
+    summary["prepare_seconds"] = round(prepare_seconds, 1)
+    summary["seconds_total"] = round(time.time() - started, 1)
+    return summary

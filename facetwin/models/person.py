@@ -1,0 +1,195 @@
+"""The person file (``NAME.facetwin``): one person's adapters on top of a base coarse encoder.
+
+A person-specific model (paper section 3.4) is the frozen base encoder plus a few person-specific
+parameters: a Houlsby adapter in every transformer block and the layer norms of the ViT
+(:func:`facetwin.networks.adapters.adapter_and_norm_parameters`). The file holds only those
+(safetensors, **fp16**, ~0.3 MB for ViT-Tiny at adapter width 32 — 2.9 % of the 11 MB base), the
+person's identity β (the mean over the training frames, and its spread) and a JSON header::
+
+    format            "facetwin-person/1"
+    base_sha256       SHA-256 of the base encoder file it was trained on (checked on load)
+    base_checkpoint   that file's name; head_model; adapter_width
+    frames            training / held-out frame counts; training_seconds; steps; config; command
+
+Loading it onto another base model is refused (:func:`check_base`): the adapters are residual
+corrections of one particular set of base weights and mean nothing on another.
+
+Tensors in the file: the encoder state-dict entries of the person parameters (``vit.blocks.3.
+adapter.down.weight``, ``vit.blocks.3.norm1.weight``, ``vit.norm.bias`` ...) and ``person.beta_mean``
+/ ``person.beta_std`` (n_shape,).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from facetwin.errors import FacetwinError
+from facetwin.networks.adapters import add_adapters, adapter_and_norm_parameters
+
+FORMAT = "facetwin-person/1"
+SUFFIX = ".facetwin"
+BETA_MEAN, BETA_STD = "person.beta_mean", "person.beta_std"
+STORE_DTYPE = torch.float16
+
+
+@dataclass
+class PersonFile:
+    """A read person file: person parameters (float32), identity and metadata."""
+
+    state: dict[str, torch.Tensor]   # encoder state-dict entries of the person parameters
+    beta_mean: torch.Tensor          # (n_shape,) the person's β: mean over the training frames
+    beta_std: torch.Tensor           # (n_shape,) its per-component spread over those frames
+    meta: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def adapter_width(self) -> int:
+        return int(self.meta["adapter_width"])
+
+    @property
+    def name(self) -> str:
+        return self.path.stem if self.path is not None else self.meta.get("name", "person")
+
+    def summary(self) -> dict:
+        """What outputs report about the identity they used."""
+        return {"person": self.name, "frames": self.meta.get("frames", {}), "beta": self.beta_mean.tolist(),
+                "beta_std": self.beta_std.tolist(), "beta_std_mean": float(self.beta_std.mean()),
+                "neutral_rms_mm": self.meta.get("neutral_rms_mm")}
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def person_parameter_names(encoder: nn.Module) -> list[str]:
+    """Encoder state-dict names of the parameters person-specific transfer trains."""
+    ids = {id(p) for p in adapter_and_norm_parameters(encoder.vit)}
+    return [n for n, p in encoder.named_parameters() if id(p) in ids]
+
+
+def prepare_encoder(encoder: nn.Module, adapter_width: int) -> list[nn.Parameter]:
+    """Freeze every base weight, insert fresh adapters (identity at insertion) and make the
+    person parameters (adapters + layer norms) trainable; returns them."""
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    add_adapters(encoder.vit, adapter_width)
+    params = adapter_and_norm_parameters(encoder.vit)
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def person_state(encoder: nn.Module) -> dict[str, torch.Tensor]:
+    """The person parameters of an encoder with adapters, detached float32 copies."""
+    sd = encoder.state_dict()
+    return {n: sd[n].detach().float().clone() for n in person_parameter_names(encoder)}
+
+
+def write_person(path: str | Path, state: dict[str, torch.Tensor], beta_mean: torch.Tensor, beta_std: torch.Tensor,
+                 meta: dict) -> Path:
+    """Write a person file atomically (:mod:`facetwin.outputs`); tensors stored as fp16."""
+    from safetensors.torch import save
+
+    from facetwin.outputs import write_bytes
+
+    if "base_sha256" not in meta or "adapter_width" not in meta:
+        raise ValueError("person metadata needs base_sha256 and adapter_width")
+    tensors = {k: v.detach().to("cpu", STORE_DTYPE).contiguous() for k, v in state.items()}
+    tensors[BETA_MEAN] = beta_mean.detach().to("cpu", torch.float32).reshape(-1).contiguous()
+    tensors[BETA_STD] = beta_std.detach().to("cpu", torch.float32).reshape(-1).contiguous()
+    header = {"format": FORMAT, "dtype": "float16", **meta}
+    return write_bytes(path, save(tensors, metadata={"facetwin": json.dumps(header)}))
+
+
+def read_person(path: str | Path) -> PersonFile:
+    """Read a person file; FacetwinError (one line) for a missing, foreign or corrupt file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FacetwinError(f"person file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get("facetwin")
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:
+        raise FacetwinError(f"cannot read person file {path.name}: not a safetensors file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    try:
+        meta = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        meta = {}
+    if meta.get("format") != FORMAT:
+        raise FacetwinError(f"{path.name} is not a facetwin person file (format {meta.get('format')!r}; make one with `facetwin personalize`)")
+    if BETA_MEAN not in tensors or BETA_STD not in tensors:
+        raise FacetwinError(f"{path.name} is a damaged person file (no identity)")
+    beta_mean, beta_std = tensors.pop(BETA_MEAN).float(), tensors.pop(BETA_STD).float()
+    state = {k: v.float() for k, v in tensors.items()}
+    return PersonFile(state, beta_mean, beta_std, meta, path)
+
+
+def check_base(person: PersonFile, base_path: str | Path) -> None:
+    """Refuse a person file made for another base encoder file (compared by SHA-256)."""
+    digest = file_sha256(base_path)
+    if person.meta.get("base_sha256") != digest:
+        made_for = person.meta.get("base_checkpoint", "?")
+        raise FacetwinError(
+            f"{person.name}{SUFFIX} was made for another base model ({made_for}, sha256 {str(person.meta.get('base_sha256'))[:12]}), "
+            f"not {Path(base_path).name} (sha256 {digest[:12]}): personalise again with this base model"
+        )
+
+
+def attach_person(encoder: nn.Module, person: PersonFile, fix_identity: bool = True):
+    """Turn a base encoder (loaded from the file the person was made for) into the person model.
+
+    Adds adapters of the person's width and loads the person parameters. With ``fix_identity``
+    the encoder's β output is replaced by the person's β on every forward (one identity per person
+    in every output: reconstruct, evaluate, export, animate); returns that hook's handle
+    (``handle.remove()`` gives the per-frame β back), or None.
+    """
+    add_adapters(encoder.vit, person.adapter_width)
+    expected = set(person_parameter_names(encoder))
+    if set(person.state) != expected:
+        extra, missing = sorted(set(person.state) - expected), sorted(expected - set(person.state))
+        raise FacetwinError(f"{person.name}{SUFFIX} does not fit this encoder ({len(missing)} parameters missing, "
+                            f"{len(extra)} unknown, e.g. {(missing or extra)[0]})")
+    sd = encoder.state_dict()
+    for k, v in person.state.items():
+        if sd[k].shape != v.shape:
+            raise FacetwinError(f"{person.name}{SUFFIX} does not fit this encoder ({k}: {tuple(v.shape)} vs {tuple(sd[k].shape)})")
+    encoder.load_state_dict(person.state, strict=False)
+    if not fix_identity:
+        return None
+    n = encoder.layout.n_shape
+    if person.beta_mean.numel() != n:
+        raise FacetwinError(f"{person.name}{SUFFIX} has {person.beta_mean.numel()} identity components, the encoder {n}")
+    return fix_shape(encoder, person.beta_mean)
+
+
+def fix_shape(encoder: nn.Module, beta: torch.Tensor):
+    """Forward hook replacing the encoder's per-image β (B, n_shape) by ``beta`` (n_shape,)."""
+    ref = next(encoder.parameters())
+    beta = beta.detach().to(ref.device, torch.float32)
+
+    def hook(module, inputs, params):
+        params.shape = beta.to(params.shape.dtype).expand_as(params.shape).clone()
+        return params
+
+    return encoder.register_forward_hook(hook)
+
+
+def load_person(path: str | Path, encoder: nn.Module, base_path: str | Path, fix_identity: bool = True) -> PersonFile:
+    """Read ``path``, check it was made for ``base_path`` and attach it to ``encoder`` (loaded from that file)."""
+    person = read_person(path)
+    check_base(person, base_path)
+    attach_person(encoder, person, fix_identity)
+    return person

@@ -1,0 +1,221 @@
+"""Person-specific transfer, coarse part (paper section 3.4) as a stage of the generic engine.
+
+The base coarse encoder is frozen; a Houlsby adapter goes into every ViT block and only the
+adapters and the layer norms train (:func:`facetwin.models.person.prepare_encoder`). Forward
+pass and losses are :class:`~facetwin.training.coarse_stage.CoarseStage`'s: L_C of Eq. 2 with the
+base model's own weights (its export's ``train_config.loss``), the shape-consistency term L_sc
+across all of the person's frames (every frame is identity 0, so any two frames of a batch
+swap β). What this stage adds:
+
+* batches for tiny photo sets (fewer images than a batch: drawn with repeats, augmented anew);
+* a held-out split: its 68-point NME (against the automatic annotator's labels) every
+  ``run.eval_every`` steps; the best person parameters so far are kept; training stops after
+  ``patience`` evaluations without a relative gain of ``min_delta`` (early stopping);
+* a wall-clock budget (``deadline``, seconds of ``time.time()``) checked after every step;
+* a progress bar over the budget with the running loss and the held-out NME;
+* the person's identity: the mean β over its frames (no augmentation) with its spread.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from facetwin.models.person import person_state, prepare_encoder, write_person
+from facetwin.training.coarse_stage import CoarseStage
+from facetwin.training.config import CoarseConfig
+
+
+@dataclass
+class PersonSettings:
+    """What person-specific transfer adds to a coarse config."""
+
+    adapter_width: int = 32        # bottleneck of every adapter (32: 150k parameters for ViT-Tiny)
+    patience: int = 6              # evaluations without gain before early stopping
+    min_delta: float = 0.005       # relative held-out NME gain that counts as a gain
+    contour: str = "static"        # held-out NME convention (as `facetwin evaluate landmarks`)
+
+
+@torch.no_grad()
+def predict(stage: CoarseStage, encoder, dataset: Dataset, batch_size: int = 16, contour: str = "static",
+            render: bool = False) -> dict[str, np.ndarray]:
+    """Run ``encoder`` through ``stage``'s forward (head model, camera, render: the training
+    pass) on a dataset of un-augmented crops (``image``, ``landmarks``, ``skin_mask``).
+
+    Returns landmarks (N, 68, 2) as ``CoarseModel.image_landmarks(contour=...)`` places them,
+    the labels (N, 68, 2), both in crop pixels, β (N, n_shape), the posed mesh (``vertices`` (N, V, 3)
+    metres, ``scale_px`` (N,), ``translation_px`` (N, 2) in crop pixels) and, with ``render``, the
+    per-frame photometric error (N,) (mean absolute RGB error in [0, 1] over the skin the render
+    covers, as L_pho)."""
+    from facetwin.losses.photometric import photometric_loss, photometric_mask
+
+    preds, labels, betas, photo, verts, scales, trans = [], [], [], [], [], [], []
+    was = encoder.training
+    encoder.eval()
+    dev = next(encoder.parameters()).device
+    for s in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(s, min(len(dataset), s + batch_size))]
+        batch = {k: torch.stack([it[k] for it in items]).to(dev) for k in ("image", "landmarks", "skin_mask")}
+        inputs, geo = stage.forward(encoder, batch, with_render=render)
+        preds.append(stage.coarse.image_landmarks(geo, contour).float().cpu().numpy())
+        labels.append(batch["landmarks"].float().cpu().numpy())
+        betas.append(geo.params.shape.float().cpu().numpy())
+        verts.append(geo.vertices.float().cpu().numpy())
+        scales.append(geo.scale_px.float().cpu().numpy())
+        trans.append(geo.translation_px.float().cpu().numpy())
+        if render and inputs.render is not None:
+            mask = photometric_mask(inputs.render_mask, inputs.skin_mask)
+            photo += [float(photometric_loss(inputs.render[i:i + 1], inputs.image[i:i + 1], mask[i:i + 1]))
+                      for i in range(len(items))]
+    encoder.train(was)
+    out = {"landmarks": np.concatenate(preds), "labels": np.concatenate(labels), "beta": np.concatenate(betas),
+           "vertices": np.concatenate(verts), "scale_px": np.concatenate(scales), "translation_px": np.concatenate(trans)}
+    if photo:
+        out["photometric"] = np.asarray(photo)
+    return out
+
+
+class PersonStage(CoarseStage):
+    name = "person"
+
+    def __init__(self, cfg: CoarseConfig, settings: PersonSettings, train_set: Dataset, val_set: Dataset | None = None,
+                 identity_set: Dataset | None = None, deadline: float | None = None, head_model=None, progress: bool = True):
+        super().__init__(cfg, dataset=train_set, head_model=head_model)
+        self.settings = settings
+        self.val_set = val_set
+        self.identity_set = identity_set if identity_set is not None else train_set
+        self.deadline = deadline
+        self.progress = progress
+        self.best_state: dict | None = None
+        self.best_val = math.inf
+        self.best_step = 0
+        self.bad_evals = 0
+        self.stop_reason = "steps"
+        self._stop = False
+        self._bar = None
+
+    # -- set-up ----------------------------------------------------------------------------
+    def setup(self, info) -> None:
+        super().setup(info)  # the base encoder, loaded from cfg.model.init_checkpoint
+        self.info = info
+        self.person_params = prepare_encoder(self.model, self.settings.adapter_width)
+        self.n_person_parameters = sum(p.numel() for p in self.person_params)
+        self.started = time.time()
+        if info.is_main and self.progress:
+            from tqdm import tqdm
+
+            total = max(1, int(round(self.deadline - self.started))) if self.deadline else self.cfg.run.steps
+            self._bar = tqdm(total=total, unit="s" if self.deadline else "step", file=sys.stderr, dynamic_ncols=True,
+                             desc="personalize", bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}"
+                             " [{elapsed}<{remaining}{postfix}]")
+
+    def parameter_groups(self, model, optim):
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+
+    def epoch_batches(self, epoch, rng, batch_size):
+        """Random batches over the person's frames; a set smaller than a batch is repeated to fill it."""
+        n = len(self.dataset)
+        reps = max(1, math.ceil(batch_size / n))
+        order = np.concatenate([rng.permutation(n) for _ in range(reps)])
+        return [order[i * batch_size:(i + 1) * batch_size].tolist() for i in range(len(order) // batch_size)]
+
+    # -- the loop's hooks ------------------------------------------------------------------
+    def training_step(self, model, batch, step):
+        total, logs = super().training_step(model, batch, step)
+        if self._bar is not None:
+            now = time.time()
+            if self.deadline:
+                self._bar.n = min(self._bar.total, int(now - self.started))
+            else:
+                self._bar.n = step + 1
+            post = {"step": step + 1, "loss": f"{float(total.detach()):.4g}"}
+            if math.isfinite(self.best_val):
+                post["val_nme"] = f"{self.best_val:.4f}"
+            self._bar.set_postfix(post, refresh=True)
+        return total, logs
+
+    def should_stop(self, step: int) -> bool:
+        """Budget spent or early-stopped; the same answer on every process."""
+        stop = self._stop or (self.deadline is not None and time.time() >= self.deadline)
+        if stop and not self._stop:
+            self.stop_reason = "time budget"
+        if getattr(self, "info", None) is not None and self.info.distributed:
+            import torch.distributed as dist
+
+            flag = torch.tensor([1.0 if stop else 0.0])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item() > 0)
+        return stop
+
+    def evaluate(self, model, step):
+        """Held-out NME; keeps the best person parameters; decides early stopping."""
+        if self.val_set is None or len(self.val_set) == 0:
+            self.best_state, self.best_step = person_state(self.model), step
+            return None
+        from facetwin.evaluation.nme import per_image_nme
+
+        out = predict(self, self.model, self.val_set, contour=self.settings.contour)
+        val = float(per_image_nme(out["landmarks"], out["labels"])["overall"].mean())
+        if val < self.best_val * (1 - self.settings.min_delta) or self.best_state is None:
+            self.bad_evals = 0
+        else:
+            self.bad_evals += 1
+        if val < self.best_val:
+            self.best_val, self.best_step = val, step
+            self.best_state = person_state(self.model)
+        if self.bad_evals >= self.settings.patience:
+            self._stop, self.stop_reason = True, f"early stop (no held-out gain in {self.bad_evals} evaluations)"
+        return {"val_nme": val, "best_val_nme": self.best_val}
+
+    # -- results -------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def use_best(self) -> None:
+        """Load the best person parameters seen (by held-out NME) into the encoder."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state, strict=False)
+
+    def identity(self) -> dict:
+        """The person's β: mean and spread over its frames (no augmentation), current parameters
+        (cached: the checkpoint's export and the final person file need it for the same weights)."""
+        from facetwin.evaluation.person import neutral_rms_mm
+
+        version = tuple(float(p.detach().double().sum()) for p in self.person_params)
+        if getattr(self, "_identity", (None, None))[0] == version:
+            return self._identity[1]
+        b = predict(self, self.model, self.identity_set)["beta"]
+        ident = {"beta_mean": torch.from_numpy(b.mean(0)), "beta_std": torch.from_numpy(b.std(0)),
+                 "neutral_rms_mm": neutral_rms_mm(self.coarse.head_model, b), "frames": len(b)}
+        self._identity = (version, ident)
+        return ident
+
+    def export(self, model, out_dir, step, config):
+        """The person file of the current parameters (``<run>/export/person.facetwin``) at every
+        checkpoint, so an interrupted run still leaves a usable person file."""
+        base = Path(self.cfg.model.init_checkpoint)
+        ident = self.identity()
+        meta = person_meta(base, self.coarse.head_model.name, self.settings.adapter_width, config, step=step,
+                           seconds=time.time() - self.started, frames={"train": len(self.dataset), "held_out": len(self.val_set or [])},
+                           neutral_rms_mm=ident["neutral_rms_mm"])
+        return write_person(Path(out_dir) / "person.facetwin", person_state(self.model), ident["beta_mean"], ident["beta_std"], meta)
+
+
+def person_meta(base_path: Path, head_model: str, adapter_width: int, config: dict, step: int, seconds: float,
+                frames: dict, neutral_rms_mm: float | None = None, command: str | None = None, extra: dict | None = None) -> dict:
+    """The person file's header (see :mod:`facetwin.models.person`)."""
+    from facetwin.models.person import file_sha256
+
+    return {"base_sha256": file_sha256(base_path), "base_checkpoint": Path(base_path).name, "head_model": head_model,
+            "adapter_width": int(adapter_width), "frames": frames, "steps": int(step), "training_seconds": round(float(seconds), 2),
+            "neutral_rms_mm": neutral_rms_mm, "config": config, "command": command if command is not None else (config or {}).get("command", ""),
+            **(extra or {})}

@@ -1,0 +1,206 @@
+"""Personalise the base coarse model on one person's photos and/or videos (paper section 3.4).
+
+Two steps, both resumable:
+
+1. :func:`prepare_person` — the project's own ``prepare`` (detection, 68-point labels from the
+   automatic annotator, crops, skin masks) on every input; a video's frames are sampled evenly
+   over the whole clip (at most ``max_frames`` per clip, at most ``fps`` per second).
+2. :func:`personalize` — :class:`~facetwin.training.person_stage.PersonStage` under the generic
+   :class:`~facetwin.training.engine.Trainer` (resume, torchrun, metrics.jsonl) within a
+   wall-clock budget, then the person file (:mod:`facetwin.models.person`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from facetwin.errors import FacetwinError
+
+VAL_FRACTION = 0.1      # held-out share of the person's frames (early stopping)
+MIN_FRAMES_FOR_VAL = 5  # fewer frames: no held-out split (stop on the budget / steps)
+
+
+def prepare_person(inputs: list[str], out_dir: Path, max_frames: int = 120, fps: float = 5.0, size: int = 224,
+                   progress: bool = True) -> dict:
+    """Prepared crops of every face in ``inputs`` (files or folders of photos and videos) in
+    ``out_dir``; videos sampled over the whole clip. Returns prepare's summaries (resumable:
+    a second call reuses what is there)."""
+    from facetwin.data.io import VIDEO_EXTENSIONS
+    from facetwin.data.prepare import PrepareConfig, collect_sources, prepare
+    from facetwin.data.video import video_info
+
+    sources = collect_sources(list(inputs))
+    if not sources:
+        raise FacetwinError(f"no images or videos in {', '.join(inputs)}")
+    images = [s.path for s in sources if s.kind == "image"]
+    videos = [s.path for s in sources if s.kind == "video" or Path(s.path).suffix.lower() in VIDEO_EXTENSIONS]
+    runs = []
+    if images:
+        runs.append(prepare(images, out_dir, PrepareConfig(size=size), progress=progress))
+    for v in videos:
+        info = video_info(v)
+        n = info.n_frames or int(round(info.fps * 60))
+        step = max(1, math.ceil(n / max_frames), int(round(info.fps / fps)) if info.fps > 0 else 1)
+        runs.append(prepare([v], out_dir, PrepareConfig(size=size, every_n_frames=step, max_frames=max_frames), progress=progress))
+    if not images and not videos:
+        raise FacetwinError(f"no images or videos in {', '.join(inputs)}")
+    return {"runs": runs, "images": len(images), "videos": len(videos)}
+
+
+def base_config(meta: dict, base_path: Path, prepared: Path, run_dir: Path):
+    """The coarse config of a person run: the base model's own training config (its losses and
+    weights, render settings) with person-transfer optimisation (Adam at a constant rate, no weight decay)."""
+    from facetwin.training.config import CoarseConfig, from_dict
+
+    train = dict(meta.get("train_config") or {})
+    train.pop("command", None)
+    try:
+        cfg = from_dict(CoarseConfig, train)
+    except FacetwinError:  # an export from an older config layout: keep its losses only
+        cfg = CoarseConfig(loss=dict(train.get("loss") or {}))
+    enc = meta["encoder"]
+    m = cfg.model
+    m.size, m.image_size, m.hidden = enc["size"], enc["image_size"], enc["hidden"]
+    m.face_fraction, m.centre_y, m.predict_jaw = enc["face_fraction"], enc.get("centre_y", 0.5), enc.get("predict_jaw", True)
+    m.n_shape, m.n_expr = enc["layout"]["n_shape"], enc["layout"]["n_expr"]
+    m.head_model = meta.get("head_model", m.head_model)
+    m.pretrained, m.init_checkpoint = "", str(base_path)
+    d = cfg.data
+    d.root, d.identity_batches, d.oversample = str(prepared), False, {}
+    cfg.landmark_only_steps = 0
+    cfg.eval.helen = ""
+    o = cfg.optim
+    o.lr, o.weight_decay, o.warmup_steps, o.schedule, o.grad_clip = 3e-3, 0.0, 10, "constant", 1.0
+    r = cfg.run
+    r.out_dir, r.checkpoint_every, r.keep_last, r.log_every, r.image_every, r.workers, r.eval_every = \
+        str(run_dir), 200, 1, 5, 0, 0, 10
+    return cfg
+
+
+def split_held_out(keys: list[str], seed: int = 0) -> tuple[list[int], list[int]]:
+    """(train, held-out) indices of the person's frames. A single clip holds out its last 10 %
+    (in time: neighbouring frames would be near copies of training frames); photos, a random 10 %."""
+    n = len(keys)
+    n_val = int(round(VAL_FRACTION * n)) if n >= MIN_FRAMES_FOR_VAL else 0
+    if n_val == 0:
+        return list(range(n)), []
+    n_val = max(1, n_val)
+    sources = {k.split("#")[0] for k in keys}
+    if len(sources) == 1 and "#f" in keys[0]:
+        order = sorted(range(n), key=lambda i: keys[i])
+    else:
+        order = np.random.default_rng(seed).permutation(n).tolist()
+    val = sorted(order[-n_val:])
+    return sorted(set(range(n)) - set(val)), val
+
+
+def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | None = None,
+                minutes: float = 3.0, started: float | None = None, max_steps: int = 2000, adapter_width: int = 32,
+                batch_size: int = 8, threads: int = 1, seed: int = 0, work_dir: Path | None = None, resume: bool = False,
+                command: str = "", progress: bool = True, lr: float = 3e-3, augment: bool = False) -> tuple[dict, object]:
+    """Train the person's adapters (on the base encoder file ``base_path``) on the prepared crops in ``prepared`` (only ``keys`` when
+    given) and write the person file ``out``. ``started``: ``time.time()`` when the user's budget
+    began (default now); the training stops at ``started + 60 · minutes`` less a reserve for
+    the final pass. Returns (summary, the stage) — the summary only on the main process."""
+    from facetwin.models.person import file_sha256, person_state, write_person
+    from facetwin.training.checkpoint import read_safetensors
+    from facetwin.training.coarse_data import ManifestCrops
+    from facetwin.training.config import to_dict
+    from facetwin.training.engine import Trainer
+    from facetwin.training.person_stage import PersonSettings, PersonStage, person_meta
+
+    started = time.time() if started is None else started
+    base_path = Path(base_path)
+    _, meta = read_safetensors(base_path)
+    if "encoder" not in meta:
+        raise FacetwinError(f"{base_path.name} is not a facetwin coarse-encoder checkpoint")
+    work_dir = Path(work_dir) if work_dir else Path(str(out) + ".work")
+    cfg = base_config(meta, base_path, Path(prepared), work_dir / "run")
+    cfg.run.steps, cfg.run.batch_size, cfg.run.threads, cfg.run.seed = max_steps, batch_size, threads, seed
+    cfg.optim.lr = lr
+    # L_id (dlib's ResNet, weight as the base model) on 2 frames of each batch: it costs more
+    # than the rest of the step together on a CPU (the base model's training did the same on 8 of 16)
+    cfg.identity_images = min(cfg.identity_images or batch_size, 2)
+    crop = cfg.data.crop_size
+    cfg.data.augment = cfg.data.augment and augment
+    plain = ManifestCrops(prepared, crop, augment=False, quiet=True)
+    train_aug = plain if not cfg.data.augment else ManifestCrops(prepared, crop, augment=True, quiet=True,
+                                                                fill_border=cfg.data.fill_border)
+    for ds in {id(train_aug): train_aug, id(plain): plain}.values():
+        ds.identity[:] = 0  # one person: every pair of frames shares β (L_sc)
+    index = {k: i for i, k in enumerate(plain.keys)}
+    if keys is not None:
+        missing = [k for k in keys if k not in index]
+        if missing:
+            raise FacetwinError(f"{len(missing)} frame(s) not prepared in {prepared}, e.g. {missing[0]}")
+        chosen = [index[k] for k in keys]
+    else:
+        chosen = list(range(len(plain.keys)))
+    if not chosen:
+        raise FacetwinError("no face found in the inputs (nothing to personalise on)")
+    tr, va = split_held_out([plain.keys[i] for i in chosen], seed)
+    if not va:
+        import warnings
+
+        warnings.warn(f"only {len(chosen)} frame(s): no held-out split, so no early stopping; with 1–2 photos the person "
+                      f"model can overfit and get worse on new photos (measured in BENCHMARKS.md) — give it {MIN_FRAMES_FOR_VAL} or more")
+    train_idx, val_idx = [chosen[i] for i in tr], [chosen[i] for i in va]
+    from torch.utils.data import Subset
+
+    reserve = 5.0 + 0.05 * len(chosen)  # the identity pass and the file
+    deadline = started + 60.0 * minutes - reserve
+    if deadline <= time.time() + 5:
+        raise FacetwinError(f"--minutes {minutes:g} leaves no time to train")
+    settings = PersonSettings(adapter_width=adapter_width)
+    stage = PersonStage(cfg, settings, Subset(train_aug, train_idx), Subset(plain, val_idx) if val_idx else None,
+                        identity_set=Subset(plain, chosen), deadline=deadline, progress=progress)
+    config = to_dict(cfg)
+    config["person"] = {"adapter_width": adapter_width, "minutes": minutes}
+    config["command"] = command
+    trainer = Trainer(stage, cfg.run, cfg.optim, config_dict=config, resume="auto" if resume else None, quiet=True)
+    t_train = time.time()
+    try:
+        result = trainer.train()
+    finally:
+        stage.close()
+    if trainer.info.rank != 0:
+        return {}, stage
+    stage.use_best()
+    ident = stage.identity()
+    seconds = time.time() - started
+    frames = {"train": len(train_idx), "held_out": len(val_idx), "total": len(chosen)}
+    pmeta = person_meta(base_path, stage.coarse.head_model.name, adapter_width, config, step=result["step"], seconds=seconds,
+                        frames=frames, neutral_rms_mm=ident["neutral_rms_mm"], command=command,
+                        extra={"best_step": stage.best_step, "held_out_nme": None if math.isinf(stage.best_val) else stage.best_val,
+                               "stop_reason": stage.stop_reason, "sources": sorted({plain.keys[i].split("#")[0] for i in chosen})})
+    path = write_person(out, person_state(stage.model), ident["beta_mean"], ident["beta_std"], pmeta)
+    size, base_size = path.stat().st_size, base_path.stat().st_size
+    last = result.get("last") or {}
+    summary = {
+        "out": str(path), "bytes": size, "fraction_of_base": round(size / base_size, 4), "dtype": "float16",
+        "base": base_path.name, "base_sha256": file_sha256(base_path)[:16], "frames": frames,
+        "person_parameters": stage.n_person_parameters, "steps": result["step"], "best_step": stage.best_step,
+        "held_out_nme": pmeta["held_out_nme"], "stop_reason": stage.stop_reason, "loss": last.get("loss"),
+        "train_nme": last.get("nme"), "train_seconds": round(time.time() - t_train, 1), "seconds": round(seconds, 1),
+        "beta_std_mean": float(ident["beta_std"].mean()), "neutral_rms_mm": ident["neutral_rms_mm"],
+        "work_dir": str(work_dir), "metrics": str(work_dir / "run" / "metrics.jsonl"),
+    }
+    return summary, stage
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def wait_for(path: Path, timeout: float = 3600.0) -> None:
+    """Other torchrun processes wait here while process 0 prepares the frames."""
+    t0 = time.time()
+    while not Path(path).exists():
+        if time.time() - t0 > timeout:
+            raise FacetwinError(f"timed out waiting for {path}")
+        time.sleep(1.0)

@@ -1,0 +1,222 @@
+"""Person-specific transfer (issue #15, coarse part): adapters, the person stage, the person file,
+``--person`` and ``evaluate person`` — on the shipped base model and real photos of one person."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from facetwin.errors import FacetwinError
+from facetwin.inference.reconstructor import DEFAULT_CHECKPOINT, load_coarse_model
+from facetwin.models.person import (
+    check_base, file_sha256, fix_shape, load_person, person_parameter_names, prepare_encoder, read_person,
+)
+
+pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no shipped coarse checkpoint")
+PHOTOS = ["img1.jpg", "img2.jpg", "img4.jpg", "img5.jpg"]
+
+
+@pytest.fixture(scope="module")
+def person_photos(shared_data, tmp_path_factory):
+    src = shared_data / "multi-image" / "deepface_person_a"
+    if not src.is_dir():
+        pytest.skip(f"{src} not found")
+    folder = tmp_path_factory.mktemp("photos")
+    for name in PHOTOS:  # a few photos only (CPU); symlinks, nothing copied into the repository
+        (folder / name).symlink_to(src / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def prepared(person_photos, tmp_path_factory):
+    from facetwin.training.personalize import prepare_person
+
+    out = tmp_path_factory.mktemp("work") / "prepared"
+    prepare_person([str(person_photos)], out, progress=False)
+    return out
+
+
+def _crops(prepared, n=4):
+    from facetwin.training.coarse_data import ManifestCrops
+
+    ds = ManifestCrops(prepared, 128, augment=False, quiet=True)
+    return torch.stack([ds[i]["image"] for i in range(min(n, len(ds)))]), ds
+
+
+def test_adapters_are_the_identity_at_insertion(prepared):
+    images, _ = _crops(prepared)
+    model, _ = load_coarse_model()
+    with torch.no_grad():
+        before = model.encoder(images)
+        params = prepare_encoder(model.encoder, 32)
+        after = model.encoder(images)
+    assert all(b.adapter is not None for b in model.encoder.vit.blocks)
+    for k, v in before.as_dict().items():
+        assert torch.equal(v, getattr(after, k)), k
+    trainable = [p for p in model.encoder.parameters() if p.requires_grad]
+    assert {id(p) for p in trainable} == {id(p) for p in params}
+    # adapters (12 × (192·32 + 32 + 32·192 + 192)) + 25 layer norms of 192 (weight + bias)
+    assert sum(p.numel() for p in trainable) == 12 * (2 * 192 * 32 + 32 + 192) + 25 * 2 * 192
+    names = person_parameter_names(model.encoder)
+    assert all(".adapter." in n or ".norm" in n or n.startswith("vit.norm.") for n in names)
+    assert not any(n.startswith("head.") for n in names)
+
+
+@pytest.fixture(scope="module")
+def trained(prepared, tmp_path_factory):
+    """A short personalisation (10 steps) on 4 real photos, through the engine."""
+    from facetwin.training.personalize import personalize
+
+    out = tmp_path_factory.mktemp("person") / "a.facetwin"
+    base_state = {k: v.clone() for k, v in load_coarse_model()[0].encoder.state_dict().items()}
+    summary, stage = personalize(prepared, out, DEFAULT_CHECKPOINT, minutes=30, max_steps=10, batch_size=4, threads=1,
+                                 progress=False, command="test")
+    return {"out": out, "summary": summary, "stage": stage, "base_state": base_state}
+
+
+def test_only_person_parameters_change(trained):
+    stage, base = trained["stage"], trained["base_state"]
+    after = stage.model.state_dict()
+    person = set(person_parameter_names(stage.model))
+    frozen = [k for k in base if k not in person]
+    assert len(frozen) > 100
+    for k in frozen:
+        assert torch.equal(after[k], base[k]), f"base weight {k} changed"
+    changed = [k for k in person if ".adapter.up." in k and after[k].abs().max() > 0]
+    assert len(changed) == 24  # every adapter's up-projection (weight + bias) left zero
+    assert any(not torch.equal(after[k], base[k]) for k in person if k in base)  # layer norms moved
+    assert trained["summary"]["steps"] == 10
+
+
+def test_personalize_lowers_the_training_loss(trained, prepared):
+    """L_C (Eq. 2, the base model's weights, no augmentation) on the person's photos before and after."""
+    from facetwin.losses.coarse import coarse_losses
+
+    stage = trained["stage"]
+    images, ds = _crops(prepared)
+    batch = {"image": images, "landmarks": torch.from_numpy(ds.landmarks[:len(images)]),
+             "skin_mask": torch.stack([ds[i]["skin_mask"] for i in range(len(images))]), "identity": torch.zeros(len(images), dtype=torch.long)}
+    base_enc = load_coarse_model()[0].encoder
+    with torch.no_grad():
+        losses = []
+        for enc in (base_enc, stage.model.eval()):
+            inputs, _ = stage.forward(enc, batch)
+            losses.append(float(coarse_losses(inputs, stage.weights, identity_loss=stage.identity_loss)[0]))
+    assert losses[1] < 0.97 * losses[0], losses
+
+
+def test_person_file_size_metadata_and_roundtrip(trained, prepared):
+    out = trained["out"]
+    base_size = DEFAULT_CHECKPOINT.stat().st_size
+    assert out.stat().st_size <= 0.05 * base_size
+    p = read_person(out)
+    assert p.meta["base_sha256"] == file_sha256(DEFAULT_CHECKPOINT)
+    assert p.meta["frames"]["total"] == len(PHOTOS) and p.meta["command"] == "test"
+    assert p.meta["head_model"] == "open" and p.meta["adapter_width"] == 32 and p.meta["dtype"] == "float16"
+    assert p.meta["training_seconds"] > 0 and "loss" in p.meta["config"]
+    assert p.beta_mean.shape == (100,) and (p.beta_std > 0).any()
+    # loaded onto the base it gives the trained model's outputs (fp16 storage), and its β everywhere
+    images, _ = _crops(prepared)
+    model, _ = load_coarse_model()
+    load_person(out, model.encoder, DEFAULT_CHECKPOINT, fix_identity=False)
+    with torch.no_grad():
+        got = model.encoder(images)
+        want = trained["stage"].model.eval()(images)
+    assert torch.allclose(got.expression, want.expression, atol=2e-3)
+    assert torch.allclose(got.shape, want.shape, atol=5e-3)
+    handle = fix_shape(model.encoder, p.beta_mean)
+    with torch.no_grad():
+        fixed = model.encoder(images)
+    handle.remove()
+    assert torch.allclose(fixed.shape, p.beta_mean.expand(len(images), -1))
+    assert torch.equal(fixed.expression, got.expression)
+
+
+def test_person_file_is_refused_for_another_base_model(trained, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(DEFAULT_CHECKPOINT))
+    from safetensors import safe_open
+
+    with safe_open(str(DEFAULT_CHECKPOINT), framework="pt") as fh:
+        meta = fh.metadata()
+    key = next(iter(state))
+    state[key] = state[key] + 1e-3  # another base model with the same architecture
+    other = tmp_path / "other_base.safetensors"
+    save_file(state, str(other), metadata=meta)
+    shutil.copy(DEFAULT_CHECKPOINT.with_suffix(".json"), other.with_suffix(".json"))  # the shipped file's sidecar metadata
+    with pytest.raises(FacetwinError, match="made for another base model"):
+        check_base(read_person(trained["out"]), other)
+    # through the CLI: one line on stderr, exit code 2
+    r = subprocess.run([sys.executable, "-m", "facetwin", "evaluate", "landmarks", "/nonexistent", "--checkpoint", str(other),
+                        "--person", str(trained["out"])], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "made for another base model" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(FacetwinError, match="not a facetwin person file"):
+        read_person(DEFAULT_CHECKPOINT)
+
+
+def test_facetwin_api_uses_the_person_identity(trained, person_photos):
+    from facetwin.inference.reconstructor import FaceTwin
+
+    ft = FaceTwin(person=trained["out"])
+    r1, r2 = (ft.reconstruct(person_photos / n) for n in PHOTOS[:2])
+    assert np.allclose(r1.params["shape"], r2.params["shape"])
+    assert np.allclose(r1.params["shape"], ft.person.beta_mean.numpy(), atol=1e-6)
+    assert not np.allclose(r1.params["expression"], r2.params["expression"])
+    base = FaceTwin()
+    b1, b2 = (base.reconstruct(person_photos / n) for n in PHOTOS[:2])
+    assert not np.allclose(b1.params["shape"], b2.params["shape"])
+
+
+def test_evaluate_person_json(prepared, person_photos, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(prepared, work / "prepared")  # reuse the crops (prepare resumes)
+    t0 = time.time()
+    r = subprocess.run([sys.executable, "-m", "facetwin", "evaluate", "person", str(person_photos), "--leave-out", "2",
+                        "--folds", "1", "--max-steps", "3", "--batch-size", "4", "--threads", "1", "--minutes", "20",
+                        "--work", str(work), "--no-progress", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["kind"] == "photos" and res["frames"]["test"] == 2 and "leave-2-out" in res["protocol"]
+    assert "automatic annotator" in res["labels"] and res["annotator_nme_helen_test"] == 0.0245
+    for m in ("base", "person", "person_per_frame_beta"):
+        for k in ("nme_boundary", "nme_inner", "nme_overall", "photometric"):
+            assert 0 < res[m][k] < 1, (m, k)
+    assert res["base"]["beta_std"] > 0 and res["base"]["neutral_rms_mm"] > 0
+    assert res["person"]["beta_std"] == 0.0
+    assert res["nme_reduction"] == pytest.approx(1 - res["person"]["nme_overall"] / res["base"]["nme_overall"])
+    assert 0 < res["personalize_seconds"] < time.time() - t0 + 60
+    assert res["folds"][0]["steps"] == 3 and res["folds"][0]["train_frames"] == 2
+
+
+def test_protocol_splits_and_spread():
+    from facetwin.evaluation.person import identity_spread, leave_k_out, nme_reduction, video_split
+    from facetwin.headmodel import load_head_model
+
+    keys = [f"clips/a.mp4#f{i:06d}" for i in (30, 0, 10, 90, 60, 20, 40, 50, 70, 80)]
+    train, test = video_split(keys)
+    assert train == [f"clips/a.mp4#f{i:06d}" for i in range(0, 70, 10)] and test == [f"clips/a.mp4#f{i:06d}" for i in (70, 80, 90)]
+    folds = leave_k_out([f"p/{c}.jpg" for c in "abcde"], 2)
+    assert [t for _, t in folds] == [["p/a.jpg", "p/b.jpg"], ["p/c.jpg", "p/d.jpg"], ["p/e.jpg"]]
+    assert all(not set(tr) & set(te) and len(tr) + len(te) == 5 for tr, te in folds)
+    with pytest.raises(ValueError):
+        leave_k_out(["p/a.jpg"], 1)
+    head = load_head_model("open")
+    same = np.tile(np.linspace(-1, 1, head.n_shape), (4, 1))
+    assert identity_spread(same, head) == {"beta_std": 0.0, "neutral_rms_mm": 0.0}
+    one = np.zeros((2, head.n_shape))
+    one[1, 0] = 2.0  # two frames 2 σ apart on the first component: each 1 σ from their mean
+    s = identity_spread(one, head)
+    assert s["beta_std"] == pytest.approx(1.0 / head.n_shape)
+    v = head(torch.tensor(one, dtype=torch.float32), torch.zeros(2, head.n_expr), torch.zeros(2, 5, 3)).vertices
+    want = float((v[1] - v[0]).pow(2).sum(-1).mean().sqrt()) / 2 * 1000
+    assert s["neutral_rms_mm"] == pytest.approx(want, rel=1e-4) and s["neutral_rms_mm"] > 0.1
+    assert nme_reduction(0.05, 0.03) == pytest.approx(0.4)
