@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from facetwin.errors import FacetwinError
-from facetwin.inference.reconstructor import DEFAULT_CHECKPOINT, load_coarse_model
+from facetwin.models.coarse import DEFAULT_MODEL_FILE as DEFAULT_CHECKPOINT
+from facetwin.models.coarse import load_coarse_model
 from facetwin.models.person import (
     check_base, file_sha256, fix_shape, load_person, person_parameter_names, prepare_encoder, read_person,
 )
@@ -44,9 +45,9 @@ def prepared(person_photos, tmp_path_factory):
 
 
 def _crops(prepared, n=4):
-    from facetwin.training.coarse_data import ManifestCrops
+    from facetwin.data.prepared import PreparedDataset
 
-    ds = ManifestCrops(prepared, 128, augment=False, quiet=True)
+    ds = PreparedDataset(prepared, 128, augment=False, preload=True)
     return torch.stack([ds[i]["image"] for i in range(min(n, len(ds)))]), ds
 
 
@@ -101,8 +102,8 @@ def test_personalize_lowers_the_training_loss(trained, prepared):
 
     stage = trained["stage"]
     images, ds = _crops(prepared)
-    batch = {"image": images, "landmarks": torch.from_numpy(ds.landmarks[:len(images)]),
-             "skin_mask": torch.stack([ds[i]["skin_mask"] for i in range(len(images))]), "identity": torch.zeros(len(images), dtype=torch.long)}
+    batch = {"image": images, "landmarks": torch.stack([ds[i]["landmarks"] for i in range(len(images))]),
+             "skin": torch.stack([ds[i]["skin"] for i in range(len(images))]), "identity": torch.zeros(len(images), dtype=torch.long)}
     base_enc = load_coarse_model()[0].encoder
     with torch.no_grad():
         losses = []
@@ -220,3 +221,42 @@ def test_protocol_splits_and_spread():
     want = float((v[1] - v[0]).pow(2).sum(-1).mean().sqrt()) / 2 * 1000
     assert s["neutral_rms_mm"] == pytest.approx(want, rel=1e-4) and s["neutral_rms_mm"] > 0.1
     assert nme_reduction(0.05, 0.03) == pytest.approx(0.4)
+
+
+def test_base_config_reads_the_shipped_model_files_training_config(tmp_path):
+    """The shipped model file keeps its train_config in the first layout (render settings at the
+    top level): the person run must get the base model's render settings in the render: section."""
+    from facetwin.models import files
+    from facetwin.training.coarse_stage import config_from_model_file
+    from facetwin.training.personalize import base_config
+
+    meta = files.read_metadata(DEFAULT_CHECKPOINT)
+    train = meta["train_config"]
+    cfg = config_from_model_file(train)
+    if "render_size" in train:  # the first layout
+        assert cfg.render.size == train["render_size"] and cfg.render.identity_images == train["identity_images"]
+        assert cfg.render.enabled is bool(train["render"])
+    assert cfg.loss.contour_mode == meta["inference"]["contour"]
+    person = base_config(meta, DEFAULT_CHECKPOINT, tmp_path / "prepared", tmp_path / "run")
+    assert person.render.size == cfg.render.size and person.render.landmark_only_steps == 0
+    assert person.model.init_checkpoint == str(DEFAULT_CHECKPOINT) and person.data.identity_batches is False
+    assert person.optim.schedule == "constant" and person.optim.weight_decay == 0.0
+    with pytest.raises(FacetwinError, match="render.size"):
+        config_from_model_file({"render_size": -1})
+
+
+def test_personalize_again_into_the_same_work_folder(trained, prepared):
+    """A second personalisation with the same --out replaces the run (no --resume needed);
+    with resume it continues from the last checkpoint."""
+    from facetwin.training.personalize import personalize
+
+    out, work = trained["out"], trained["summary"]["work_dir"]
+    summary, _ = personalize(prepared, out, DEFAULT_CHECKPOINT, minutes=30, max_steps=2, batch_size=4, threads=1,
+                             progress=False, command="again")
+    assert summary["steps"] == 2 and summary["work_dir"] == work
+    assert read_person(out).meta["command"] == "again"
+    steps = [json.loads(line)["step"] for line in open(summary["metrics"]) if line.strip()]
+    assert max(steps) <= 2  # the first run's records are gone
+    summary, _ = personalize(prepared, out, DEFAULT_CHECKPOINT, minutes=30, max_steps=3, batch_size=4, threads=1,
+                             progress=False, command="resumed", resume=True)
+    assert summary["steps"] == 3

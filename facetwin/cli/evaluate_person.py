@@ -72,10 +72,10 @@ def run(args) -> dict:
     import torch
     from torch.utils.data import Subset
 
+    from facetwin.data.prepared import PreparedDataset, load_manifest
     from facetwin.evaluation import person as ev
-    from facetwin.inference.reconstructor import load_coarse_model, resolve_checkpoint
+    from facetwin.models.coarse import load_coarse_model, resolve_model_file
     from facetwin.models.person import fix_shape, load_person
-    from facetwin.training.coarse_data import ManifestCrops, read_manifest
     from facetwin.training.person_stage import predict
     from facetwin.training.personalize import personalize, prepare_person
 
@@ -88,7 +88,7 @@ def run(args) -> dict:
     is_video = src.is_file() and is_video_path(src)
     if src.is_file() and not is_video:
         raise FacetwinError(f"{src.name}: give a video or a folder of photos of one person")
-    base = resolve_checkpoint(args.checkpoint)
+    base = resolve_model_file(args.model)
     torch.set_num_threads(args.threads)
     tmp = None
     if args.work:
@@ -100,9 +100,9 @@ def run(args) -> dict:
         t0 = time.time()
         prepare_person([str(src)], work / "prepared", max_frames=args.max_frames, fps=args.fps, progress=not args.no_progress)
         prepare_seconds = time.time() - t0
-        keys = [r["key"] for r in read_manifest(work / "prepared")]
+        keys = [r["key"] for r in load_manifest(work / "prepared")]
         folds, protocol = _folds(keys, args, is_video)
-        plain = ManifestCrops(work / "prepared", 128, augment=False, quiet=True)
+        plain = PreparedDataset(work / "prepared", 128, augment=False, preload=True)
         index = {k: i for i, k in enumerate(plain.keys)}
         per_model = {m: {"errors": [], "photometric": []} for m in ("base", "person", "person_per_frame_beta")}
         spreads = {"base": [], "person_per_frame_beta": []}

@@ -9,8 +9,11 @@ wall-clock budget of the training (preparing the frames comes before it and is r
 Use it with ``--person NAME.facetwin`` on ``reconstruct`` and ``evaluate landmarks``, or
 ``FaceTwin(person="NAME.facetwin")``.
 
-Under ``torchrun --nproc_per_node N -m facetwin personalize ...`` the training runs DDP;
-``--resume`` continues an interrupted run from its work folder.
+Under ``torchrun --nproc_per_node N -m facetwin personalize ...`` the training runs DDP.
+Work folder (``--work``, default ``OUT.work``): ``prepared/`` (the frames; a re-run reuses them
+and prepares only new inputs) and ``run/`` (checkpoints, metrics.jsonl). A re-run with the same
+``--out`` trains anew and replaces ``run/``; ``--resume`` continues the run in it from its last
+checkpoint instead.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="the person file to write (NAME.facetwin)")
     add_person_training_args(p)
     p.add_argument("--work", default=None, help="work folder: prepared crops, checkpoints, metrics.jsonl (default OUT.work)")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in the work folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in the work folder from its last checkpoint (default: a re-run trains anew, reusing the prepared frames)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -39,7 +43,8 @@ def add_parser(subparsers) -> None:
 
 def add_person_training_args(p) -> None:
     """Options shared by ``personalize`` and ``evaluate person``."""
-    p.add_argument("--checkpoint", default="default", help="base model: 'default' (shipped), an exported .safetensors or a run folder")
+    p.add_argument("--model", "--checkpoint", dest="model", default="default",
+                   help="base model file: 'default' (shipped), a coarse-encoder .safetensors or a training run folder")
     p.add_argument("--minutes", type=float, default=3.0, help="wall-clock budget of the training, after the frames are prepared (default 3)")
     p.add_argument("--max-steps", type=int, default=2000, help="at most this many training steps (default 2000)")
     p.add_argument("--max-frames", type=int, default=120, help="frames sampled per video, evenly over the clip (default 120)")
@@ -72,7 +77,7 @@ def command_line() -> str:
 
 
 def run(args) -> dict | None:
-    from facetwin.inference.reconstructor import resolve_checkpoint
+    from facetwin.models.coarse import resolve_model_file
     from facetwin.training.personalize import is_main_process, personalize, prepare_person, wait_for
 
     started = time.time()
@@ -85,7 +90,7 @@ def run(args) -> dict | None:
     for i in args.inputs:
         if not Path(i).exists():
             raise FacetwinError(f"input not found: {i}")
-    base = resolve_checkpoint(args.checkpoint)
+    base = resolve_model_file(args.model)
     work = Path(args.work) if args.work else Path(str(out) + ".work")
     prepared = work / "prepared"
     if is_main_process():

@@ -62,6 +62,27 @@ class CoarseConfig:
     eval: CoarseEvalConfig = field(default_factory=CoarseEvalConfig)
 
 
+# Keys of the first config layout (before the ``render:`` section), as model files of that time
+# store their ``train_config`` (the shipped model file among them).
+_V1_RENDER_KEYS = {"render_size": "size", "identity_images": "identity_images", "landmark_only_steps": "landmark_only_steps"}
+
+
+def config_from_model_file(train_config: dict) -> CoarseConfig:
+    """The :class:`CoarseConfig` a model file was trained with (its ``train_config``), in either
+    layout: the first one kept ``render`` (a bool), ``render_size``, ``identity_images`` and
+    ``landmark_only_steps`` at the top level, the current one in the ``render:`` section.
+    A mistake is a :class:`ConfigError` naming the key."""
+    from facetwin.training.config import from_dict
+
+    data = {k: v for k, v in (train_config or {}).items() if k != "command"}
+    moved = {new: data.pop(old) for old, new in _V1_RENDER_KEYS.items() if old in data}
+    if moved:
+        render = data.get("render", True)
+        render = dict(render) if isinstance(render, dict) else {"enabled": bool(render)}
+        data["render"] = {**moved, **render}
+    return from_dict(CoarseConfig, data)
+
+
 class CoarseStage(Stage):
     name = "coarse"
     config_class = CoarseConfig

@@ -29,8 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from facetwin.models.person import person_state, prepare_encoder, write_person
-from facetwin.training.coarse_stage import CoarseStage
-from facetwin.training.config import CoarseConfig
+from facetwin.training.coarse_stage import CoarseConfig, CoarseStage
 
 
 @dataclass
@@ -47,7 +46,8 @@ class PersonSettings:
 def predict(stage: CoarseStage, encoder, dataset: Dataset, batch_size: int = 16, contour: str = "static",
             render: bool = False) -> dict[str, np.ndarray]:
     """Run ``encoder`` through ``stage``'s forward (head model, camera, render: the training
-    pass) on a dataset of un-augmented crops (``image``, ``landmarks``, ``skin_mask``).
+    pass) on a dataset of un-augmented crops (:class:`~facetwin.data.prepared.PreparedDataset` keys
+    ``image``, ``landmarks``, ``skin``).
 
     Returns landmarks (N, 68, 2) as ``CoarseModel.image_landmarks(contour=...)`` places them,
     the labels (N, 68, 2), both in crop pixels, β (N, n_shape), the posed mesh (``vertices`` (N, V, 3)
@@ -62,7 +62,7 @@ def predict(stage: CoarseStage, encoder, dataset: Dataset, batch_size: int = 16,
     dev = next(encoder.parameters()).device
     for s in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(s, min(len(dataset), s + batch_size))]
-        batch = {k: torch.stack([it[k] for it in items]).to(dev) for k in ("image", "landmarks", "skin_mask")}
+        batch = {k: torch.stack([it[k] for it in items]).to(dev) for k in ("image", "landmarks", "skin")}
         inputs, geo = stage.forward(encoder, batch, with_render=render)
         preds.append(stage.coarse.image_landmarks(geo, contour).float().cpu().numpy())
         labels.append(batch["landmarks"].float().cpu().numpy())
@@ -103,7 +103,7 @@ class PersonStage(CoarseStage):
 
     # -- set-up ----------------------------------------------------------------------------
     def setup(self, info) -> None:
-        super().setup(info)  # the base encoder, loaded from cfg.model.init_checkpoint
+        super().setup(info)  # the base encoder, loaded from cfg.model.init_checkpoint (a model file)
         self.info = info
         self.person_params = prepare_encoder(self.model, self.settings.adapter_width)
         self.n_person_parameters = sum(p.numel() for p in self.person_params)

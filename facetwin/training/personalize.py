@@ -54,15 +54,19 @@ def prepare_person(inputs: list[str], out_dir: Path, max_frames: int = 120, fps:
 
 def base_config(meta: dict, base_path: Path, prepared: Path, run_dir: Path):
     """The coarse config of a person run: the base model's own training config (its losses and
-    weights, render settings) with person-transfer optimisation (Adam at a constant rate, no weight decay)."""
-    from facetwin.training.config import CoarseConfig, from_dict
+    weights, render settings; either config layout, :func:`~facetwin.training.coarse_stage.config_from_model_file`)
+    with person-transfer optimisation (Adam at a constant rate, no weight decay)."""
+    from facetwin.training.coarse_stage import config_from_model_file
 
     train = dict(meta.get("train_config") or {})
-    train.pop("command", None)
     try:
-        cfg = from_dict(CoarseConfig, train)
-    except FacetwinError:  # an export from an older config layout: keep its losses only
-        cfg = CoarseConfig(loss=dict(train.get("loss") or {}))
+        cfg = config_from_model_file(train)
+    except FacetwinError:  # a training config this code no longer reads: keep its losses and render settings
+        try:
+            cfg = config_from_model_file({k: train[k] for k in ("loss", "render", "render_size", "identity_images",
+                                                                "landmark_only_steps") if k in train})
+        except FacetwinError as exc:
+            raise FacetwinError(f"{base_path.name}: its training config cannot be read ({exc})") from None
     enc = meta["encoder"]
     m = cfg.model
     m.size, m.image_size, m.hidden = enc["size"], enc["image_size"], enc["hidden"]
@@ -72,7 +76,7 @@ def base_config(meta: dict, base_path: Path, prepared: Path, run_dir: Path):
     m.pretrained, m.init_checkpoint = "", str(base_path)
     d = cfg.data
     d.root, d.identity_batches, d.oversample = str(prepared), False, {}
-    cfg.landmark_only_steps = 0
+    cfg.render.landmark_only_steps = 0
     cfg.eval.helen = ""
     o = cfg.optim
     o.lr, o.weight_decay, o.warmup_steps, o.schedule, o.grad_clip = 3e-3, 0.0, 10, "constant", 1.0
@@ -107,32 +111,33 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     given) and write the person file ``out``. ``started``: ``time.time()`` when the user's budget
     began (default now); the training stops at ``started + 60 · minutes`` less a reserve for
     the final pass. Returns (summary, the stage) — the summary only on the main process."""
+    from facetwin.data.prepared import PreparedDataset
+    from facetwin.models import files
     from facetwin.models.person import file_sha256, person_state, write_person
-    from facetwin.training.checkpoint import read_safetensors
-    from facetwin.training.coarse_data import ManifestCrops
     from facetwin.training.config import to_dict
     from facetwin.training.engine import Trainer
     from facetwin.training.person_stage import PersonSettings, PersonStage, person_meta
 
     started = time.time() if started is None else started
     base_path = Path(base_path)
-    _, meta = read_safetensors(base_path)
-    if "encoder" not in meta:
-        raise FacetwinError(f"{base_path.name} is not a facetwin coarse-encoder checkpoint")
+    meta = files.upgrade(files.read_metadata(base_path))
+    if files.parse_format(meta.get("format", ""))[0] != files.COARSE_ENCODER or "encoder" not in meta:
+        raise FacetwinError(f"{base_path.name} is not a facetwin coarse-encoder model file (format {meta.get('format')!r})")
     work_dir = Path(work_dir) if work_dir else Path(str(out) + ".work")
     cfg = base_config(meta, base_path, Path(prepared), work_dir / "run")
     cfg.run.steps, cfg.run.batch_size, cfg.run.threads, cfg.run.seed = max_steps, batch_size, threads, seed
     cfg.optim.lr = lr
     # L_id (dlib's ResNet, weight as the base model) on 2 frames of each batch: it costs more
     # than the rest of the step together on a CPU (the base model's training did the same on 8 of 16)
-    cfg.identity_images = min(cfg.identity_images or batch_size, 2)
+    cfg.render.identity_images = min(cfg.render.identity_images or batch_size, 2)
     crop = cfg.data.crop_size
     cfg.data.augment = cfg.data.augment and augment
-    plain = ManifestCrops(prepared, crop, augment=False, quiet=True)
-    train_aug = plain if not cfg.data.augment else ManifestCrops(prepared, crop, augment=True, quiet=True,
-                                                                fill_border=cfg.data.fill_border)
+    plain = PreparedDataset(prepared, crop, augment=False, preload=True)
+    train_aug = plain if not cfg.data.augment else PreparedDataset(prepared, crop, augment=True, preload=True,
+                                                                   fill_border=cfg.data.fill_border)
     for ds in {id(train_aug): train_aug, id(plain): plain}.values():
-        ds.identity[:] = 0  # one person: every pair of frames shares β (L_sc)
+        ds.identity_of[:] = 0  # one person: every pair of frames shares β (L_sc)
+        ds.identities = ds.identities[:1]
     index = {k: i for i, k in enumerate(plain.keys)}
     if keys is not None:
         missing = [k for k in keys if k not in index]
@@ -162,7 +167,10 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     config = to_dict(cfg)
     config["person"] = {"adapter_width": adapter_width, "minutes": minutes}
     config["command"] = command
-    trainer = Trainer(stage, cfg.run, cfg.optim, config_dict=config, resume="auto" if resume else None, quiet=True)
+    # the run folder (``work_dir/run``) belongs to this person file: a new personalisation replaces
+    # the run in it (the prepared frames beside it are kept); ``resume`` continues it instead
+    trainer = Trainer(stage, cfg.run, cfg.optim, config_dict=config, resume="auto" if resume else None, quiet=True,
+                      overwrite=not resume)
     t_train = time.time()
     try:
         result = trainer.train()
