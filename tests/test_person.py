@@ -260,3 +260,16 @@ def test_personalize_again_into_the_same_work_folder(trained, prepared):
     summary, _ = personalize(prepared, out, DEFAULT_CHECKPOINT, minutes=30, max_steps=3, batch_size=4, threads=1,
                              progress=False, command="resumed", resume=True)
     assert summary["steps"] == 3
+
+
+def test_export_with_person_uses_its_identity(trained, person_photos, tmp_path):
+    """`facetwin export PHOTO --person` reconstructs with the person model: the written β is the person's."""
+    r = subprocess.run([sys.executable, "-m", "facetwin", "export", str(person_photos / PHOTOS[0]), "--out", str(tmp_path / "x"),
+                        "--format", "obj", "--person", str(trained["out"]), "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    npz = json.loads(r.stdout.strip().splitlines()[-1])["files"]["npz"]
+    with np.load(npz) as z:
+        assert np.allclose(z["param_shape"], read_person(trained["out"]).beta_mean.numpy(), atol=1e-6)
+    r = subprocess.run([sys.executable, "-m", "facetwin", "animate", "--source", npz, "--driver", str(person_photos / PHOTOS[1]),
+                        "--out", str(tmp_path / "a"), "--person", str(trained["out"])], capture_output=True, text=True)
+    assert r.returncode == 2 and "--person applies to a photo source" in r.stderr and "Traceback" not in r.stderr

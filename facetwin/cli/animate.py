@@ -36,6 +36,8 @@ def add_parser(subparsers) -> None:
                    help="model file: 'default' (shipped), a coarse-encoder .safetensors or a training run folder")
     add_head_model_flag(p)
     p.set_defaults(head_model=None)
+    p.add_argument("--person", default=None, metavar="NAME.facetwin",
+                   help="a photo source is reconstructed with this person file (its adapters and its β); the driver with the base model")
     p.add_argument("--max-frames", default=None, metavar="N", help="stop after N driver frames")
     p.add_argument("--smooth", action="store_true", help="smooth the driver's expression and pose (One-Euro filter)")
     p.add_argument("--no-glb", dest="glb", action="store_false", help="skip the animated GLB")
@@ -177,7 +179,10 @@ def run(args) -> dict:
     ft = FaceTwin(args.model, head_model=args.head_model)
     hm = ft.model.head_model
     faces = hm.faces.cpu().numpy()
-    source = load_source(src_path, ft)
+    if args.person and src_path.suffix.lower() == ".npz":
+        raise FacetwinError("--person applies to a photo source (a result .npz already holds its identity)")
+    # the source's person model (made for --model); the driver keeps the base model
+    source = load_source(src_path, FaceTwin(args.model, head_model=args.head_model, person=args.person) if args.person else ft)
     name = f"{source.name}_by_{drv_path.stem}"
     smoother = ParameterSmoother() if args.smooth else None
     view = face_view(source.image.shape, source.crop_transform, ft.crop_size)

@@ -23,6 +23,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--name", default=None, help="file name stem (default: the input's)")
     p.add_argument("--texture-size", type=int, default=512, help="side of the texture maps in texels (default 512)")
     p.add_argument("--checkpoint", default="default", help="coarse model for photo inputs ('default' = shipped)")
+    p.add_argument("--person", default=None, metavar="NAME.facetwin",
+                   help="photo inputs: reconstruct with this person file (`facetwin personalize`): its adapters and its β")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -45,6 +47,8 @@ def run(args) -> dict:
     if not src.is_file():
         raise FacetwinError(f"input not found: {src}")
     name = args.name or src.stem
+    if args.person and src.suffix.lower() == ".npz":
+        raise FacetwinError("--person applies to photo inputs (a result .npz already holds its identity)")
     if src.suffix.lower() == ".npz":
         from facetwin.export import FaceResult, export_result
 
@@ -55,6 +59,6 @@ def run(args) -> dict:
         from facetwin.inference.reconstructor import FaceTwin
 
         image, _ = load_image(src)
-        res = FaceTwin(args.checkpoint).reconstruct(image)
+        res = FaceTwin(args.checkpoint, person=args.person).reconstruct(image)
         files = write_result_files(res, args.out, name, formats, texture_size=args.texture_size)["files"]
     return {"input": str(src), "out": str(args.out), "formats": list(formats), "files": files}
