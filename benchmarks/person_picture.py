@@ -38,18 +38,18 @@ def main() -> None:
 
     from facetwin.cli.evaluate_person import comparison_picture
     from facetwin.evaluation.person import video_split
-    from facetwin.inference.reconstructor import DEFAULT_CHECKPOINT, load_coarse_model
+    from facetwin.data.prepared import PreparedDataset
+    from facetwin.models.coarse import DEFAULT_MODEL_FILE, load_coarse_model
     from facetwin.models.person import load_person
     from facetwin.outputs import write_image
-    from facetwin.training.coarse_data import ManifestCrops
 
-    ds = ManifestCrops(args.work / "prepared", 128, augment=False, quiet=True)
+    ds = PreparedDataset(args.work / "prepared", 128, augment=False, preload=True)
     _, test_keys = video_split(list(ds.keys))
     index = {k: i for i, k in enumerate(ds.keys)}
     test = Subset(ds, [index[k] for k in test_keys])
     base, _ = load_coarse_model()
     person, _ = load_coarse_model()
-    load_person(args.work / "fold0.facetwin", person.encoder, DEFAULT_CHECKPOINT)
+    load_person(args.work / "fold0.facetwin", person.encoder, DEFAULT_MODEL_FILE)
     preds = {"base": predictions(base, test), "person": predictions(person, test)}
     pic = comparison_picture(test, preds, base.head_model.faces, rows=args.rows, photo=args.background == "photo")
     write_image(args.out, np.ascontiguousarray(pic))
