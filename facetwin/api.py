@@ -7,6 +7,9 @@
     ft.expression_weights(face)["mouthSmileLeft"]       # the 52 ARKit weights by name
     files = ft.export(face, "out", "astronaut")         # GLB + OBJ/MTL/PNG + .npz/.json + overlay
     page = ft.view(files["glb"], "out/astronaut.html")  # offline WebGL page
+    ft.personalize(["clip.mp4", "photos/"], "me.facetwin", minutes=3)   # a person file
+    me = ft.load(person="me.facetwin")                  # the base model with her adapters and β
+    ft.animate("photo.jpg", "talk.mp4", "anim")         # mesh sequence, side-by-side MP4, animated GLB
 
 ``face`` is a :class:`facetwin.inference.reconstructor.Reconstruction`: ``face.vertices`` (V, 3)
 metres, ``face.landmarks2d`` (68, 2) image pixels, ``face.params`` (shape, expression, pose,
@@ -24,15 +27,17 @@ from facetwin.errors import FacetwinError
 
 DEMO_PHOTO = Path(__file__).resolve().parent / "assets" / "astronaut.png"
 
-__all__ = ["DEMO_PHOTO", "demo_photo", "expression_weights", "export", "load", "reconstruct", "view"]
+__all__ = ["DEMO_PHOTO", "animate", "demo_photo", "expression_weights", "export", "load", "personalize", "reconstruct", "view"]
 
 
-def load(checkpoint: str | Path = "default", head_model: str | None = None, device: str = "cpu"):
-    """The reconstruction model: ``"default"`` (shipped), an exported ``.safetensors`` or a
-    training run folder; ``head_model`` "open" or "flame:/path/generic_model.pkl[,...]"."""
+def load(model_file: str | Path = "default", head_model: str | None = None, device: str = "cpu",
+         person: str | Path | None = None):
+    """The reconstruction model: ``"default"`` (shipped), a coarse-encoder model file
+    (``.safetensors``) or a training run folder; ``head_model`` "open" or
+    "flame:/path/generic_model.pkl[,...]"; ``person`` a person file of :func:`personalize`."""
     from facetwin.inference.reconstructor import FaceTwin
 
-    return FaceTwin(checkpoint, head_model=head_model, device=device)
+    return FaceTwin(model_file, head_model=head_model, device=device, person=person)
 
 
 def demo_photo() -> np.ndarray:
@@ -77,3 +82,44 @@ def view(source: str | Path, out: str | Path | None = None) -> Path:
     if not source.is_file():
         raise FacetwinError(f"not found: {source}")
     return write_page(Path(out) if out else source.with_suffix(".html"), read_glb_or_result(source), title=f"facetwin · {source.stem}")
+
+
+def _run_command(argv: list[str]) -> dict:
+    """Run one ``facetwin`` subcommand in this process through its own parser (the command's
+    defaults and checks, one implementation) and return its result dict."""
+    from facetwin.cli.main import build_parser
+
+    args = build_parser().parse_args([str(a) for a in argv])
+    return args.func(args) or {}
+
+
+def personalize(inputs, out: str | Path, minutes: float = 3.0, model_file: str | Path = "default", **options) -> dict:
+    """Train a person file ``out`` (``NAME.facetwin``) from photos and/or videos of one person
+    (paths of files or folders), within ``minutes``; as ``facetwin personalize``. Extra
+    ``options`` are the command's long options (``adapter_width=32`` → ``--adapter-width 32``)."""
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    argv = ["personalize", *inputs, "--out", out, "--minutes", minutes]
+    if model_file != "default":
+        argv += ["--checkpoint", model_file]  # the base model the person file is made for
+    return _run_command(argv + _options(options))
+
+
+def animate(source: str | Path, driver: str | Path, out: str | Path, model_file: str | Path = "default",
+            **options) -> dict:
+    """Drive ``source`` (a photo or a reconstruct result ``.npz``) with the expression, jaw and
+    eyes of ``driver`` (a photo or a video), as ``facetwin animate``: writes the mesh sequence,
+    the side-by-side MP4 and the animated GLB into ``out``; returns their paths."""
+    argv = ["animate", "--source", source, "--driver", driver, "--out", out, "--model", model_file]
+    return _run_command(argv + _options(options))
+
+
+def _options(options: dict) -> list[str]:
+    argv: list[str] = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value not in (False, None):
+            argv += [flag, str(value)]
+    return argv
