@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facetwin.cli.main import add_json_flag
+from facetwin.cli.main import add_json_flag, positive_int
 from facetwin.errors import FacetwinError
 
 
@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--format", default="glb,obj", help="comma-separated: glb, obj (default both)")
     p.add_argument("--name", default=None, help="file name stem (default: the input's)")
-    p.add_argument("--texture-size", type=int, default=512, help="side of the texture maps in texels (default 512)")
+    p.add_argument("--texture-size", type=positive_int, default=512, help="side of the texture maps in texels (default 512)")
     p.add_argument("--checkpoint", default="default", help="coarse model for photo inputs ('default' = shipped)")
     add_json_flag(p)
     p.set_defaults(func=run)
