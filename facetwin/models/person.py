@@ -2,7 +2,7 @@
 
 A person-specific model (paper section 3.4) is the frozen base encoder plus a few person-specific
 parameters: a Houlsby adapter in every transformer block and the layer norms of the ViT
-(:func:`facetwin.networks.adapters.adapter_and_norm_parameters`). The file holds only those
+(:meth:`facetwin.networks.vit.ViT.transfer_parameters`). The file holds only those
 (safetensors, **fp16**, ~0.3 MB for ViT-Tiny at adapter width 32 — 2.9 % of the 11 MB base), the
 person's identity β (the mean over the training frames, and its spread) and a JSON header::
 
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from facetwin.errors import FacetwinError
-from facetwin.networks.adapters import add_adapters, adapter_and_norm_parameters
+from facetwin.networks.adapters import add_adapters
 
 FORMAT = "facetwin-person/1"
 SUFFIX = ".facetwin"
@@ -73,7 +73,7 @@ def file_sha256(path: str | Path) -> str:
 
 def person_parameter_names(encoder: nn.Module) -> list[str]:
     """Encoder state-dict names of the parameters person-specific transfer trains."""
-    ids = {id(p) for p in adapter_and_norm_parameters(encoder.vit)}
+    ids = {id(p) for p in encoder.vit.transfer_parameters()}
     return [n for n, p in encoder.named_parameters() if id(p) in ids]
 
 
@@ -83,7 +83,7 @@ def prepare_encoder(encoder: nn.Module, adapter_width: int) -> list[nn.Parameter
     for p in encoder.parameters():
         p.requires_grad_(False)
     add_adapters(encoder.vit, adapter_width)
-    params = adapter_and_norm_parameters(encoder.vit)
+    params = encoder.vit.transfer_parameters()
     for p in params:
         p.requires_grad_(True)
     return params
