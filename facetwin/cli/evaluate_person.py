@@ -69,6 +69,20 @@ def _folds(keys: list[str], args, is_video: bool):
 
 
 def run(args) -> dict:
+    from facetwin.data.io import is_video_path
+    from facetwin.outputs import check_target
+
+    # Bad input and an unwritable --picture fail before the training pipeline loads (minutes of work).
+    check_args(args)
+    src = Path(args.input)
+    if not src.exists():
+        raise FacetwinError(f"input not found: {src}")
+    is_video = src.is_file() and is_video_path(src)
+    if src.is_file() and not is_video:
+        raise FacetwinError(f"{src.name}: give a video or a folder of photos of one person")
+    if args.picture:
+        check_target(args.picture)
+
     import torch
     from torch.utils.data import Subset
 
@@ -79,15 +93,6 @@ def run(args) -> dict:
     from facetwin.training.person_stage import predict
     from facetwin.training.personalize import personalize, prepare_person
 
-    check_args(args)
-    src = Path(args.input)
-    if not src.exists():
-        raise FacetwinError(f"input not found: {src}")
-    from facetwin.data.io import is_video_path
-
-    is_video = src.is_file() and is_video_path(src)
-    if src.is_file() and not is_video:
-        raise FacetwinError(f"{src.name}: give a video or a folder of photos of one person")
     base = resolve_checkpoint(args.checkpoint)
     torch.set_num_threads(args.threads)
     tmp = None
