@@ -58,7 +58,7 @@ def test_bad_override_is_one_line_and_exit_2(capsys, tmp_path, override, match):
 
 
 def test_negative_steps_flag_and_bad_override_syntax(capsys, tmp_path):
-    _fails(capsys, _train(tmp_path, "--steps", "-3"), "run.steps must be >= 0")
+    _fails(capsys, _train(tmp_path, "--steps", "-3"), "argument --steps: must be an integer >= 0")
     _fails(capsys, _train(tmp_path, "--set", "optim.lr"), "is not key=value")
 
 

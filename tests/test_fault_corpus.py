@@ -672,8 +672,8 @@ case("export/ctrl_c_in_a_write", lambda c, out: ["export", A(c), "--out", str(ou
 
 # -- option values (argparse types): one line, exit 2 ---------------------------------------------------------
 for name, argv, says in [
-    ("train_steps_abc", ["train", "coarse", "--steps", "abc"], "--steps: must be a positive integer, got 'abc'"),
-    ("train_steps_negative", ["train", "coarse", "--steps", "-1"], "--steps: must be a positive integer"),
+    ("train_steps_abc", ["train", "coarse", "--steps", "abc"], "--steps: must be an integer >= 0, got 'abc'"),
+    ("train_steps_negative", ["train", "coarse", "--steps", "-1"], "--steps: must be an integer >= 0"),
     ("evaluate_limit_negative", ["evaluate", "landmarks", "x", "--limit", "-1"], "--limit: must be an integer >= 0"),
     ("annotator_limit_zero", ["evaluate", "annotator", "x", "--limit", "0"], "--limit: must be a positive integer"),
     ("export_texture_size_zero", ["export", "x", "--out", "y", "--texture-size", "0"], "--texture-size: must be a positive"),
@@ -786,7 +786,7 @@ SUBPROCESS_CASES = [
     ("flame_payload", lambda c, out: ["info", "--head-model", f"flame:{c.f['flame_payload']}"], 2, "refusing to load"),
     ("thin_png", lambda c, out: ["reconstruct", str(c.f["thin_png"]), "--out", str(out)], 2, "too thin"),
     ("demo_out_is_a_file", lambda c, out: ["demo", "--out", str(out / "earlier.txt")], 2, "not a folder"),
-    ("steps_abc", lambda c, out: ["train", "coarse", "--steps", "abc"], 2, "--steps: must be a positive integer"),
+    ("steps_abc", lambda c, out: ["train", "coarse", "--steps", "abc"], 2, "--steps: must be an integer >= 0"),
 ]
 
 
