@@ -7,6 +7,12 @@ Ctrl-C, 0 where the odd input is valid and must be read correctly), exactly one 
 no temporaries left behind, and that no payload ran. A full disk and a refused permission are
 simulated by making the project's writer (facetwin.outputs) raise OSError(ENOSPC / EACCES).
 
+Covered: reconstruct (input side; output side for an image, a folder and a video: --out a file or
+under a file, full disk, permission, Ctrl-C inside a write; one stem in two formats), evaluate,
+info (FLAME files), demo, train, prepare, export, view, animate, personalize, evaluate person,
+option values (argparse types: one line) and the top level. 154 cases: 151 run and pass; 3
+(``PENDING``) are strict xfails until person-specific training runs on this branch.
+
 Commands run in-process through ``facetwin.cli.main.main(argv)``; the shipped model is loaded
 once and shared; training uses a small synthetic data set. A few cases run as real subprocesses.
 """
@@ -130,6 +136,21 @@ def corpus(tmp_path_factory) -> Corpus:
     nan32[10, 10, 1] = np.nan
     f["nan_tif"] = r / "nan.tif"
     cv2.imwrite(str(f["nan_tif"]), nan32)
+    from media import write_video
+
+    f["clip"] = r / "astro_clip.mp4"  # 4 frames of the astronaut's face
+    write_video(f["clip"], [np.ascontiguousarray(astro[0:320, 60 + 2 * i:380 + 2 * i]) for i in range(4)])
+    f["folder_in"] = r / "folder_in"
+    f["folder_in"].mkdir()
+    (f["folder_in"] / "astronaut.png").write_bytes(raw)
+    f["twins"] = r / "twins"  # face.jpg and face.png: one stem, two results
+    f["twins"].mkdir()
+    (f["twins"] / "face.png").write_bytes(raw)
+    (f["twins"] / "face.jpg").write_bytes((r / "astro.jpg").read_bytes())
+    f["garbage_glb"] = r / "garbage.glb"
+    f["garbage_glb"].write_bytes(b"not a binary glTF file")
+    f["garbage_npz"] = r / "garbage.npz"
+    f["garbage_npz"].write_bytes(b"PK\x03\x04 not really a zip")
     f["dir_as_image"] = r / "folder.png"
     f["dir_as_image"].mkdir()
     f["no_images_dir"] = r / "no_images"
@@ -258,12 +279,16 @@ def _stderr_lines(err: str) -> list[str]:
 
 
 class FaultyWriter:
-    """A file object whose writes fail like a full disk (or a refused permission)."""
+    """A file object whose writes fail like a full disk (or a refused permission), or are cut by
+    Ctrl-C (``err`` = 0: KeyboardInterrupt after the first bytes)."""
 
     def __init__(self, fh, err: int):
         self.fh, self.err = fh, err
 
     def write(self, data):
+        if self.err == 0:
+            self.fh.write(bytes(data)[:7] if not isinstance(data, str) else data[:7])  # a truncated start
+            raise KeyboardInterrupt
         raise OSError(self.err, os.strerror(self.err))
 
     def __enter__(self):
@@ -278,7 +303,8 @@ class FaultyWriter:
 
 
 def break_writer(monkeypatch, err: int = errno.ENOSPC, after: int = 0) -> None:
-    """From the ``after``-th file on, every write through facetwin.outputs fails with ``err``."""
+    """From the ``after``-th file on, every write through facetwin.outputs fails with ``err``
+    (0: Ctrl-C inside the write)."""
     real_open = open
     count = {"n": 0}
 
@@ -521,6 +547,157 @@ case("prepare/missing_source", lambda c, out: ["prepare", str(c.root / "nowhere"
      says="nowhere")
 
 
+# -- reconstruct: output side, for an image, a folder and a video ------------------------------------------
+def _earlier(*names):
+    """Set-up: earlier results of the same names in the output folder (their bytes are checked after)."""
+    def before(c, out, mp):
+        for n in names:
+            (out / n).write_bytes(f"earlier {n}".encode())
+    return before
+
+
+def _intact(*names):
+    def after(c, out, stdout):
+        for n in names:
+            assert (out / n).read_bytes() == f"earlier {n}".encode(), n
+    return after
+
+
+def _whole_files(c, out, stdout):
+    """After Ctrl-C: every file in the folder is an earlier one or complete (none truncated)."""
+    import zipfile
+
+    for p in out.rglob("*"):
+        if not p.is_file() or p.read_bytes().startswith(b"earlier "):
+            continue
+        if p.suffix == ".png":
+            Image.open(p).load()
+        elif p.suffix == ".npz":
+            assert zipfile.ZipFile(p).testzip() is None, p
+        elif p.suffix == ".json":
+            json.loads(p.read_text())
+        elif p.suffix == ".glb":
+            assert p.read_bytes()[:4] == b"glTF" and struct.unpack("<I", p.read_bytes()[8:12])[0] == p.stat().st_size, p
+
+
+def _then(*fs):
+    def both(*a):
+        for f_ in fs:
+            f_(*a)
+    return both
+
+
+RECON_INPUTS = {  # input, extra options, the names of an earlier result of that input
+    "image": ("astro", [], ("astronaut_overlay.png", "astronaut.glb")),
+    "folder": ("folder_in", [], ("astronaut_overlay.png", "astronaut.glb")),
+    "video": ("clip", ["--max-frames", "2"], ("astro_clip_sequence.npz", "astro_clip_overlay.mp4")),
+}
+for kind, (key, extra, names) in RECON_INPUTS.items():
+    def argv_for(out_, key=key, extra=extra):
+        return lambda c, out: ["reconstruct", str(c.f[key]), "--out", str(out_(out)), *extra]
+    case(f"reconstruct/{kind}_out_is_a_file", argv_for(lambda o: o / "earlier.txt"), says="not a folder")
+    case(f"reconstruct/{kind}_out_under_a_file", argv_for(lambda o: o / "earlier.txt" / "res"), says="not a directory")
+    for err, says in ((errno.ENOSPC, "no space left on device"), (errno.EACCES, "permission denied")):
+        case(f"reconstruct/{kind}_{errno.errorcode[err].lower()}", argv_for(lambda o: o), says=says,
+             before=lambda c, out, mp, names=names, err=err: (_earlier(*names)(c, out, mp), break_writer(mp, err)),
+             after=_intact(*names))
+    case(f"reconstruct/{kind}_ctrl_c_in_a_write", argv_for(lambda o: o), code=130, says="interrupted",
+         before=lambda c, out, mp, names=names: (_earlier(*names)(c, out, mp), break_writer(mp, 0, after=1)),
+         after=_whole_files)
+
+
+def _twins_apart(c, out, stdout):
+    result = json.loads(stdout.strip().splitlines()[-1])
+    files = sorted(p.name for p in c.f["twins"].iterdir())
+    assert result["reconstructed"] == len(files) == 2 and result["failed"] == 0
+    assert sorted(o["name"] for o in result["outputs"]) == ["face_jpg", "face_png"]
+    for n in ("face_jpg", "face_png"):
+        assert json.loads((out / f"{n}.json").read_text())["name"] == n
+        Image.open(out / f"{n}_overlay.png").load()
+    assert not (out / "face.json").exists()
+
+
+case("reconstruct/same_stem_two_formats", lambda c, out: ["reconstruct", str(c.f["twins"]), "--out", str(out), "--json"],
+     code=0, after=_twins_apart)
+
+# -- export, view, animate, personalize, evaluate person ----------------------------------------------------
+A = lambda c: str(c.f["astro"])  # noqa: E731
+for cmd, argv in {
+    "export": lambda c, out, src: ["export", src, "--out", str(out)],
+    "view": lambda c, out, src: ["view", src, "--out", str(out / "page.html")],
+    "animate_source": lambda c, out, src: ["animate", "--source", src, "--driver", A(c), "--out", str(out)],
+    "animate_driver": lambda c, out, src: ["animate", "--source", A(c), "--driver", src, "--out", str(out)],
+    "personalize": lambda c, out, src: ["personalize", src, "--out", str(out / "p.facetwin"), "--no-progress", "--max-steps", "1"],
+    "evaluate_person": lambda c, out, src: ["evaluate", "person", src, "--work", str(out / "work"), "--no-progress", "--max-steps", "1"],
+}.items():
+    case(f"{cmd}/missing_input", lambda c, out, argv=argv: argv(c, out, str(c.root / "nope.png")), says="not found")
+    case(f"{cmd}/unreadable_input", lambda c, out, argv=argv: argv(c, out, str(c.f["text_jpg"])), says="notes.jpg")
+case("view/garbage_glb", lambda c, out: ["view", str(c.f["garbage_glb"]), "--out", str(out / "page.html")], says="not a GLB")
+case("view/garbage_npz", lambda c, out: ["view", str(c.f["garbage_npz"]), "--out", str(out / "page.html")], says="garbage.npz")
+case("export/garbage_npz", lambda c, out: ["export", str(c.f["garbage_npz"]), "--out", str(out)], says="garbage.npz")
+
+case("export/out_is_a_file", lambda c, out: ["export", A(c), "--out", str(out / "earlier.txt")], says="not a folder")
+case("export/out_under_a_file", lambda c, out: ["export", A(c), "--out", str(out / "earlier.txt" / "x")], says="not a directory")
+case("view/out_under_a_file", lambda c, out: ["view", A(c), "--out", str(out / "earlier.txt" / "page.html")], says="not a folder")
+case("view/out_is_a_folder", lambda c, out: ["view", A(c), "--out", str(out / "sub.html")], says="sub.html",
+     before=lambda c, out, mp: (out / "sub.html").mkdir())
+case("animate/out_is_a_file", lambda c, out: ["animate", "--source", A(c), "--driver", A(c), "--out", str(out / "earlier.txt")],
+     says="not a folder")
+case("animate/out_under_a_file", lambda c, out: ["animate", "--source", A(c), "--driver", A(c), "--out",
+                                                 str(out / "earlier.txt" / "x")], says="not a directory")
+case("personalize/out_is_a_file", lambda c, out: ["personalize", A(c), "--out", str(out / "earlier.txt"), "--no-progress"],
+     says=".facetwin")
+case("personalize/out_is_a_folder", lambda c, out: ["personalize", A(c), "--out", str(out / "p.facetwin"), "--no-progress"],
+     says="is a folder", before=lambda c, out, mp: (out / "p.facetwin").mkdir())
+case("personalize/out_under_a_file", lambda c, out: ["personalize", A(c), "--out", str(out / "earlier.txt" / "p.facetwin"),
+                                                     "--no-progress"], says="earlier.txt")
+case("evaluate_person/photo_not_a_folder", lambda c, out: ["evaluate", "person", A(c), "--no-progress"], says="folder of photos")
+case("evaluate_person/picture_under_a_file", lambda c, out: ["evaluate", "person", str(c.f["folder_in"]), "--picture",
+                                                             str(out / "earlier.txt" / "p.png"), "--no-progress"], says="earlier.txt")
+for cmd, argv, names in [
+    ("export", lambda c, out: ["export", A(c), "--out", str(out)], ("astronaut.glb", "astronaut.obj")),
+    ("view", lambda c, out: ["view", A(c), "--out", str(out / "page.html")], ("page.html",)),
+    ("animate", lambda c, out: ["animate", "--source", A(c), "--driver", str(c.f["clip"]), "--out", str(out), "--max-frames", "2"],
+     ("astronaut_by_astro_clip_animation.npz", "astronaut_by_astro_clip_side_by_side.mp4", "astronaut_by_astro_clip.glb")),
+    ("personalize", lambda c, out: ["personalize", str(c.f["folder_in"]), "--out", str(out / "p.facetwin"), "--no-progress",
+                                    "--work", str(out / "work"), "--max-steps", "1"], ("p.facetwin",)),
+    ("evaluate_person", lambda c, out: ["evaluate", "person", str(c.f["folder_in"]), "--work", str(out / "work"), "--no-progress", "--max-steps", "1"],
+     ()),
+]:
+    case(f"{cmd}/full_disk", argv, says="no space left on device",
+         before=lambda c, out, mp, names=names: (_earlier(*names)(c, out, mp), break_writer(mp)), after=_intact(*names))
+case("export/ctrl_c_in_a_write", lambda c, out: ["export", A(c), "--out", str(out)], code=130, says="interrupted",
+     before=lambda c, out, mp: (_earlier("astronaut.glb", "astronaut.obj")(c, out, mp), break_writer(mp, 0, after=1)),
+     after=_whole_files)
+
+# -- option values (argparse types): one line, exit 2 ---------------------------------------------------------
+for name, argv, says in [
+    ("train_steps_abc", ["train", "coarse", "--steps", "abc"], "--steps: must be an integer >= 0, got 'abc'"),
+    ("train_steps_negative", ["train", "coarse", "--steps", "-1"], "--steps: must be an integer >= 0"),
+    ("evaluate_limit_negative", ["evaluate", "landmarks", "x", "--limit", "-1"], "--limit: must be an integer >= 0"),
+    ("annotator_limit_zero", ["evaluate", "annotator", "x", "--limit", "0"], "--limit: must be a positive integer"),
+    ("export_texture_size_zero", ["export", "x", "--out", "y", "--texture-size", "0"], "--texture-size: must be a positive"),
+    ("personalize_minutes_nan", ["personalize", "x", "--out", "y.facetwin", "--minutes", "nan"], "--minutes: must be a positive"),
+    ("personalize_fps_inf", ["personalize", "x", "--out", "y.facetwin", "--fps", "inf"], "--fps: must be a positive"),
+    ("personalize_lr_negative", ["personalize", "x", "--out", "y.facetwin", "--lr", "-0.1"], "--lr: must be a positive"),
+    ("person_train_fraction_nan", ["evaluate", "person", "x", "--train-fraction", "nan"], "--train-fraction: must be a number in [0, 1]"),
+    ("prepare_video_fps_zero", ["prepare", "x", "--out", "y", "--video-fps", "0"], "--video-fps: must be a positive"),
+    ("prepare_workers_zero", ["prepare", "x", "--out", "y", "--workers", "0"], "--workers: must be a positive"),
+    ("reconstruct_missing_out", ["reconstruct", "x"], "required: --out"),
+    ("unknown_option", ["reconstruct", "x", "--out", "y", "--colour"], "unrecognized arguments: --colour"),
+    ("unknown_command", ["reconstrct"], "invalid choice"),
+    ("evaluate_unknown_what", ["evaluate", "likeness", "x"], "invalid choice: 'likeness'"),
+]:
+    case(f"options/{name}", lambda c, out, argv=argv: argv, says=says)
+
+
+def _help_printed(c, out, stdout):
+    assert "usage: facetwin export" in stdout and "--texture-size" in stdout
+
+
+case("options/help_still_works", lambda c, out: ["export", "--help"], code=0, after=_help_printed)
+
+
 # -- the top level itself ---------------------------------------------------------------------------------------
 def _raise(exc):
     def before(c, out, mp):
@@ -567,7 +744,15 @@ case("main/json_never_has_nan", lambda c, out: ["info", "--json"], code=0, after
 
 
 # -- the runner ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("spec", CASES, ids=[c.name for c in CASES])
+# Written, but they reach the training pipeline of person-specific transfer, which does not run on
+# this branch yet (the person merge imports facetwin.training.coarse_data / read_safetensors, which
+# the model layer removed). Strict: they fail the suite as soon as that is repaired and they pass.
+PENDING = {"personalize/unreadable_input", "personalize/full_disk", "evaluate_person/full_disk"}
+PENDING_REASON = "person-specific training does not run on this branch (facetwin.training.coarse_data is gone)"
+
+
+@pytest.mark.parametrize("spec", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=PENDING_REASON))
+                                  if c.name in PENDING else c for c in CASES], ids=[c.name for c in CASES])
 def test_fault_case(spec: Case, corpus: Corpus, tmp_path, monkeypatch, capsys, request):
     for name in spec.fixtures:
         request.getfixturevalue(name)
@@ -601,6 +786,7 @@ SUBPROCESS_CASES = [
     ("flame_payload", lambda c, out: ["info", "--head-model", f"flame:{c.f['flame_payload']}"], 2, "refusing to load"),
     ("thin_png", lambda c, out: ["reconstruct", str(c.f["thin_png"]), "--out", str(out)], 2, "too thin"),
     ("demo_out_is_a_file", lambda c, out: ["demo", "--out", str(out / "earlier.txt")], 2, "not a folder"),
+    ("steps_abc", lambda c, out: ["train", "coarse", "--steps", "abc"], 2, "--steps: must be an integer >= 0"),
 ]
 
 

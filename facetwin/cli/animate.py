@@ -226,14 +226,18 @@ def run(args) -> dict:
         writer.abort()
         raise FacetwinError(f"no face found in the driver {drv_path.name}")
     elapsed = time.perf_counter() - t0
-    video = writer.close()
+    video = writer.path
     times_a = np.asarray(times, np.float64)
     arrays = {"time": times_a, "valid": np.asarray(valid), "shape": np.asarray(source.shape, np.float32),
               "expression": np.stack(expr_rows), "pose": np.stack(pose_rows), "faces": faces.astype(np.int32)}
-    npz = write_npz(out / f"{name}_animation.npz", arrays, {"vertices": verts_rows})
     glb, glb_note = None, None
-    if args.glb:
-        glb, glb_note = write_animated_glb(out / f"{name}.glb", hm, source, times_a, arrays["expression"], arrays["pose"])
+    try:  # the MP4 is moved into place last: a failed write (disk full) leaves the earlier one untouched
+        npz = write_npz(out / f"{name}_animation.npz", arrays, {"vertices": verts_rows})
+        if args.glb:
+            glb, glb_note = write_animated_glb(out / f"{name}.glb", hm, source, times_a, arrays["expression"], arrays["pose"])
+    except BaseException:
+        writer.abort()
+        raise
     if glb_note:
         note(glb_note)
     rep = reader.report.message() if reader is not None else None
@@ -243,7 +247,12 @@ def run(args) -> dict:
                "driven": ["expression", "jaw", "eye_left", "eye_right"], "kept_from_source": ["identity", "global", "neck", "camera"],
                "smoothing": smoother.describe() if smoother else None, "animation": npz.name, "video": video.name,
                "glb": glb.name if glb else None, "fps": len(times) / elapsed if elapsed > 0 else None}
-    js = write_json(out / f"{name}_animation.json", summary)
+    try:
+        js = write_json(out / f"{name}_animation.json", summary)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
     return {"source": str(src_path), "driver": str(drv_path), "frames": len(times), "frames_with_face": int(sum(valid)),
             "animation": str(npz), "side_by_side": str(video), "summary": str(js), "glb": str(glb) if glb else None,
             "fps": round(len(times) / elapsed, 2) if elapsed > 0 else None}

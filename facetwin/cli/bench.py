@@ -10,7 +10,7 @@ import importlib
 import statistics
 import time
 
-from facetwin.cli.main import add_group, add_json_flag
+from facetwin.cli.main import add_group, add_json_flag, positive_int
 
 BENCHMARKS = ["headmodel", "render", "coarse"]
 
@@ -36,8 +36,8 @@ def add_benchmark(subparsers, name: str, help_text: str, measure, repeats: int):
     """Register ``facetwin bench NAME`` with the options every benchmark shares."""
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     add_json_flag(parser)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--repeats", type=int, default=repeats, help="timed repetitions per figure (median reported)")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--repeats", type=positive_int, default=repeats, help="timed repetitions per figure (median reported)")
 
     def run(args) -> dict:
         import torch
@@ -72,6 +72,6 @@ def add_parser(subparsers) -> None:
     add_group(subparsers, "bench", "Time the head model, the renderer and the coarse model.", BENCHMARKS)
     parser = subparsers.choices["bench"]
     add_json_flag(parser)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--repeats", type=int, default=20, help="timed repetitions per figure")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--repeats", type=positive_int, default=20, help="timed repetitions per figure")
     parser.set_defaults(func=run_all)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facetwin.cli.main import add_json_flag
+from facetwin.cli.main import add_json_flag, positive_int, unit_float
 from facetwin.errors import FacetwinError
 
 
@@ -17,8 +17,8 @@ def add_parser(subparsers) -> None:
         "faces the reliability filter rejected and why. NME is computed on the accepted faces.",
     )
     p.add_argument("folder", metavar="DIR", help="folder with image + .pts pairs (e.g. ../shared/data/eval/helen-test)")
-    p.add_argument("--min-reliability", type=float, default=0.4, help="reliability threshold (default 0.4)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--min-reliability", type=unit_float, default=0.4, help="reliability threshold (default 0.4)")
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N images")
     p.add_argument("--no-progress", action="store_true")
     add_json_flag(p)
     p.set_defaults(func=run)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facetwin.cli.main import add_json_flag
+from facetwin.cli.main import add_json_flag, nonnegative_int
 from facetwin.errors import FacetwinError
 
 
@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--person", default=None, metavar="NAME.facetwin", help="evaluate the person model of this person file")
     p.add_argument("--head-model", default=None, help="head model spec (default: the one the model file was trained with)")
     p.add_argument("--crop", choices=["gt", "detect"], default="gt", help="crop from the annotation (default) or the detector")
-    p.add_argument("--limit", type=int, default=0, help="only the first N images")
+    p.add_argument("--limit", type=nonnegative_int, default=0, help="only the first N images (default 0: all)")
     p.add_argument("--contour", choices=["static", "auto", "silhouette", "marching"], default="static",
                    help="where the 17 contour points go: static (default, the projected mesh landmarks); "
                         "silhouette (occluded points moved to the nearest vertex of the visible outline, Eq. 1 at inference); "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facetwin.cli.main import add_json_flag
+from facetwin.cli.main import add_json_flag, nonnegative_int, unit_float
 from facetwin.cli.personalize import add_person_training_args, check_args, command_line
 from facetwin.errors import FacetwinError
 
@@ -31,9 +31,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("input", help="a video of one person, or a folder of photos of one person")
     add_person_training_args(p)
     p.set_defaults(minutes=2.5)
-    p.add_argument("--train-fraction", type=float, default=0.7, help="video: share of the frames (first in time) to personalise on (default 0.7)")
-    p.add_argument("--leave-out", type=int, default=0, help="photos: k of leave-k-out (default: a quarter of the photos, at least 1)")
-    p.add_argument("--folds", type=int, default=0, help="photos: run at most this many folds (default all)")
+    p.add_argument("--train-fraction", type=unit_float, default=0.7, help="video: share of the frames (first in time) to personalise on (default 0.7)")
+    p.add_argument("--leave-out", type=nonnegative_int, default=0, help="photos: k of leave-k-out (default: a quarter of the photos, at least 1)")
+    p.add_argument("--folds", type=nonnegative_int, default=0, help="photos: run at most this many folds (default all)")
     p.add_argument("--contour", choices=["static", "silhouette"], default="static",
                    help="contour convention of the NME (as `evaluate landmarks`; default static)")
     p.add_argument("--work", default=None, help="keep prepared crops, runs and person files here (default: a temporary folder)")
@@ -69,6 +69,20 @@ def _folds(keys: list[str], args, is_video: bool):
 
 
 def run(args) -> dict:
+    from facetwin.data.io import is_video_path
+    from facetwin.outputs import check_target
+
+    # Bad input and an unwritable --picture fail before the training pipeline loads (minutes of work).
+    check_args(args)
+    src = Path(args.input)
+    if not src.exists():
+        raise FacetwinError(f"input not found: {src}")
+    is_video = src.is_file() and is_video_path(src)
+    if src.is_file() and not is_video:
+        raise FacetwinError(f"{src.name}: give a video or a folder of photos of one person")
+    if args.picture:
+        check_target(args.picture)
+
     import torch
     from torch.utils.data import Subset
 

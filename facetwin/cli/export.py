@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facetwin.cli.main import add_json_flag
+from facetwin.cli.main import add_json_flag, positive_int
 from facetwin.errors import FacetwinError
 
 
@@ -21,8 +21,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--format", default="glb,obj", help="comma-separated: glb, obj (default both)")
     p.add_argument("--name", default=None, help="file name stem (default: the input's)")
-    p.add_argument("--texture-size", type=int, default=512, help="side of the texture maps in texels (default 512)")
-    p.add_argument("--checkpoint", default="default", help="coarse model for photo inputs ('default' = shipped)")
+    p.add_argument("--texture-size", type=positive_int, default=512, help="side of the texture maps in texels (default 512)")
+    p.add_argument("--model", "--checkpoint", dest="model", default="default",
+                   help="model file for photo inputs: 'default' (shipped), a coarse-encoder .safetensors or a training run folder")
     p.add_argument("--person", default=None, metavar="NAME.facetwin",
                    help="photo inputs: reconstruct with this person file (`facetwin personalize`): its adapters and its β")
     add_json_flag(p)
@@ -59,6 +60,6 @@ def run(args) -> dict:
         from facetwin.inference.reconstructor import FaceTwin
 
         image, _ = load_image(src)
-        res = FaceTwin(args.checkpoint, person=args.person).reconstruct(image)
+        res = FaceTwin(args.model, person=args.person).reconstruct(image)
         files = write_result_files(res, args.out, name, formats, texture_size=args.texture_size)["files"]
     return {"input": str(src), "out": str(args.out), "formats": list(formats), "files": files}

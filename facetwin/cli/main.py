@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 import time
@@ -35,6 +36,37 @@ SUBCOMMANDS = ["info", "demo", "bench", "prepare", "evaluate", "train", "reconst
                "personalize"]
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's promise: a bad command line is ONE line on stderr, exit 2
+    (argparse's own ``error`` prints the usage block first). Sub-parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"facetwin: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind, test, what: str):
+    """An argparse ``type`` that parses ``kind`` and refuses NaN/Inf and values failing ``test``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not (math.isfinite(value) and test(value)):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+# Option value types for the subcommands: nonsense (0, negative, NaN, Inf) refused at parse time.
+positive_int = _number(int, lambda v: v > 0, "a positive integer")
+nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: v > 0, "a positive number")
+nonnegative_float = _number(float, lambda v: v >= 0, "a number >= 0")
+unit_float = _number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
 
@@ -49,7 +81,7 @@ def add_head_model_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="facetwin",
         description="Person-specific, animatable 3D face models from in-the-wild photos and videos.",
     )
@@ -149,7 +181,10 @@ def internal_error(exc: BaseException, argv: list[str] | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, *args, **kwargs: f"facetwin: warning: {message}\n"
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a bad command line (2, one line already printed)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

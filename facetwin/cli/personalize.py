@@ -18,12 +18,13 @@ checkpoint instead.
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from facetwin.cli.main import add_json_flag
+from facetwin.cli.main import add_json_flag, positive_float, positive_int
 from facetwin.errors import FacetwinError
 
 
@@ -45,15 +46,15 @@ def add_person_training_args(p) -> None:
     """Options shared by ``personalize`` and ``evaluate person``."""
     p.add_argument("--model", "--checkpoint", dest="model", default="default",
                    help="base model file: 'default' (shipped), a coarse-encoder .safetensors or a training run folder")
-    p.add_argument("--minutes", type=float, default=3.0, help="wall-clock budget of the training, after the frames are prepared (default 3)")
-    p.add_argument("--max-steps", type=int, default=2000, help="at most this many training steps (default 2000)")
-    p.add_argument("--max-frames", type=int, default=120, help="frames sampled per video, evenly over the clip (default 120)")
-    p.add_argument("--fps", type=float, default=5.0, help="at most this many frames per second of video (default 5)")
-    p.add_argument("--adapter-width", type=int, default=32, help="bottleneck width of each adapter (default 32)")
-    p.add_argument("--batch-size", type=int, default=8, help="frames per step (default 8)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--minutes", type=positive_float, default=3.0, help="wall-clock budget of the training, after the frames are prepared (default 3)")
+    p.add_argument("--max-steps", type=positive_int, default=2000, help="at most this many training steps (default 2000)")
+    p.add_argument("--max-frames", type=positive_int, default=120, help="frames sampled per video, evenly over the clip (default 120)")
+    p.add_argument("--fps", type=positive_float, default=5.0, help="at most this many frames per second of video (default 5)")
+    p.add_argument("--adapter-width", type=positive_int, default=32, help="bottleneck width of each adapter (default 32)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="frames per step (default 8)")
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads (default 1: on a CPU shared with other work 2 threads were 15x slower per step, measured)")
-    p.add_argument("--lr", type=float, default=3e-3,
+    p.add_argument("--lr", type=positive_float, default=3e-3,
                    help="Adam learning rate of the person parameters (default 3e-3: a CPU budget is ~100 steps; the paper's 1e-3 is for thousands)")
     p.add_argument("--augment", action="store_true",
                    help="augment the frames as the base training does (jitter, mirror, colour, occluders); off by default: it slowed fitting, measured")
@@ -61,14 +62,14 @@ def add_person_training_args(p) -> None:
 
 
 def check_args(args) -> None:
-    if not args.minutes > 0:
+    if not (math.isfinite(args.minutes) and args.minutes > 0):
         raise FacetwinError("--minutes must be > 0")
     for name in ("max_steps", "max_frames", "adapter_width", "batch_size", "threads"):
         if getattr(args, name) < 1:
             raise FacetwinError(f"--{name.replace('_', '-')} must be >= 1")
-    if not args.lr > 0:
+    if not (math.isfinite(args.lr) and args.lr > 0):
         raise FacetwinError("--lr must be > 0")
-    if args.fps <= 0:
+    if not (math.isfinite(args.fps) and args.fps > 0):
         raise FacetwinError("--fps must be > 0")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from facetwin.cli.main import add_json_flag
+from facetwin.cli.main import add_json_flag, nonnegative_float, nonnegative_int, positive_float, positive_int, unit_float
 from facetwin.errors import FacetwinError
 
 
@@ -29,20 +29,20 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("sources", nargs="+", metavar="SRC", help="image/video files or folders (optionally SRC:folder|image|video)")
     p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
-    p.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
-    p.add_argument("--scale", type=float, default=1.6, help="crop side / landmark box side (default 1.6)")
+    p.add_argument("--size", type=positive_int, default=224, help="crop side in pixels (default 224)")
+    p.add_argument("--scale", type=positive_float, default=1.6, help="crop side / landmark box side (default 1.6)")
     p.add_argument("--faces", choices=["main", "all", "single"], default="main",
                    help="main: the largest face with reliable labels (default); all: every face; single: skip images with several faces")
     p.add_argument("--identity", choices=["auto", "folder", "video", "image"], default="auto",
                    help="identity of images without a SRC:MODE suffix (auto = one per image; videos = one per clip)")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument("--workers", type=positive_int, default=1, help="parallel processes (default 1)")
     p.add_argument("--shard", default="0/1", help="process only shard i of n (i/n, default 0/1)")
-    p.add_argument("--video-fps", type=float, default=3.0, help="frames per second sampled from videos (default 3)")
-    p.add_argument("--every-n-frames", type=int, default=None, help="sample every N-th video frame (overrides --video-fps)")
-    p.add_argument("--max-frames", type=int, default=150, help="at most this many frames per video (default 150; 0 = all)")
-    p.add_argument("--min-face", type=float, default=40.0, help="skip faces smaller than this (landmark box, px)")
-    p.add_argument("--min-reliability", type=float, default=0.4, help="skip faces whose label reliability is lower (0..1)")
-    p.add_argument("--limit", type=int, default=None, help="process at most this many files now (testing/benchmarks)")
+    p.add_argument("--video-fps", type=positive_float, default=3.0, help="frames per second sampled from videos (default 3)")
+    p.add_argument("--every-n-frames", type=positive_int, default=None, help="sample every N-th video frame (overrides --video-fps)")
+    p.add_argument("--max-frames", type=nonnegative_int, default=150, help="at most this many frames per video (default 150; 0 = all)")
+    p.add_argument("--min-face", type=nonnegative_float, default=40.0, help="skip faces smaller than this (landmark box, px)")
+    p.add_argument("--min-reliability", type=unit_float, default=0.4, help="skip faces whose label reliability is lower (0..1)")
+    p.add_argument("--limit", type=positive_int, default=None, help="process at most this many files now (testing/benchmarks)")
     p.add_argument("--retry-skipped", action="store_true", help="process again the files that gave no face crop in an earlier run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_json_flag(p)

@@ -219,7 +219,6 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
             raise KeyboardInterrupt
         rep = reader.report.message()
         raise FacetwinError(f"no face reconstructed in {src.name} ({recorder.n} frames read)" + (f"; {rep}" if rep else ""))
-    overlay_path = writer.close() if writer is not None else None
     report = reader.report
     seq = recorder.arrays(identity, faces)
     spread_mm = identity_spread_mm(ft.model.head_model, seq["shape_frames"][seq["valid"]], seq["shape"])
@@ -239,7 +238,13 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
                    "cpu_ms_per_frame": clock.per_frame_ms(recorder.n),
                    "threads": "decode + track in one thread, network + overlay + write in the other"},
     }
-    files = recorder.save(out, name, identity, faces, summary)
+    try:  # the sequence first: a failed write (disk full) then leaves the earlier overlay MP4 untouched too
+        files = recorder.save(out, name, identity, faces, summary)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    overlay_path = writer.close() if writer is not None else None
     if interrupted:
         note(f"interrupted after {recorder.n} frames; the sequence and overlay so far are written")
         raise KeyboardInterrupt

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from facetwin.cli.main import add_json_flag
+from facetwin.cli.main import add_json_flag, nonnegative_int
 
 
 def add_parser(subparsers) -> None:
@@ -45,7 +45,7 @@ def add_training_args(p, default_config: str, config_names: str) -> None:
                    help="continue from a checkpoint (resumable training state): 'auto' (the latest in run.out_dir) or a checkpoint path")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in run.out_dir (its metrics, checkpoints, model file)")
     p.add_argument("--out", default=None, help="shortcut for --set run.out_dir=OUT")
-    p.add_argument("--steps", type=int, default=None, help="shortcut for --set run.steps=N")
+    p.add_argument("--steps", type=nonnegative_int, default=None, help="shortcut for --set run.steps=N")
     add_json_flag(p)
 
 
