@@ -10,8 +10,8 @@ simulated by making the project's writer (facetwin.outputs) raise OSError(ENOSPC
 Covered: reconstruct (input side; output side for an image, a folder and a video: --out a file or
 under a file, full disk, permission, Ctrl-C inside a write; one stem in two formats), evaluate,
 info (FLAME files), demo, train, prepare, export, view, animate, personalize, evaluate person,
-option values (argparse types: one line) and the top level. 154 cases: 151 run and pass; 3
-(``PENDING``) are strict xfails until person-specific training runs on this branch.
+option values (argparse types: one line) and the top level. 154 cases (150 in-process, 4 as
+real subprocesses), every one run.
 
 Commands run in-process through ``facetwin.cli.main.main(argv)``; the shipped model is loaded
 once and shared; training uses a small synthetic data set. A few cases run as real subprocesses.
@@ -661,7 +661,7 @@ for cmd, argv, names in [
      ("astronaut_by_astro_clip_animation.npz", "astronaut_by_astro_clip_side_by_side.mp4", "astronaut_by_astro_clip.glb")),
     ("personalize", lambda c, out: ["personalize", str(c.f["folder_in"]), "--out", str(out / "p.facetwin"), "--no-progress",
                                     "--work", str(out / "work"), "--max-steps", "1"], ("p.facetwin",)),
-    ("evaluate_person", lambda c, out: ["evaluate", "person", str(c.f["folder_in"]), "--work", str(out / "work"), "--no-progress", "--max-steps", "1"],
+    ("evaluate_person", lambda c, out: ["evaluate", "person", str(c.f["twins"]), "--work", str(out / "work"), "--no-progress", "--max-steps", "1"],
      ()),
 ]:
     case(f"{cmd}/full_disk", argv, says="no space left on device",
@@ -747,12 +747,7 @@ case("main/json_never_has_nan", lambda c, out: ["info", "--json"], code=0, after
 # Written, but they reach the training pipeline of person-specific transfer, which does not run on
 # this branch yet (the person merge imports facetwin.training.coarse_data / read_safetensors, which
 # the model layer removed). Strict: they fail the suite as soon as that is repaired and they pass.
-PENDING = {"personalize/unreadable_input", "personalize/full_disk", "evaluate_person/full_disk"}
-PENDING_REASON = "person-specific training does not run on this branch (facetwin.training.coarse_data is gone)"
-
-
-@pytest.mark.parametrize("spec", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=PENDING_REASON))
-                                  if c.name in PENDING else c for c in CASES], ids=[c.name for c in CASES])
+@pytest.mark.parametrize("spec", CASES, ids=[c.name for c in CASES])
 def test_fault_case(spec: Case, corpus: Corpus, tmp_path, monkeypatch, capsys, request):
     for name in spec.fixtures:
         request.getfixturevalue(name)

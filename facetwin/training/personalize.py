@@ -49,6 +49,13 @@ def prepare_person(inputs: list[str], out_dir: Path, max_frames: int = 120, fps:
         runs.append(prepare([v], out_dir, PrepareConfig(size=size, every_n_frames=step, max_frames=max_frames), progress=progress))
     if not images and not videos:
         raise FacetwinError(f"no images or videos in {', '.join(inputs)}")
+    if not any(r["items_total"] for r in runs):  # say why nothing is usable, file by file
+        from facetwin.data.prepare import read_jsonl
+
+        skips = [f"{Path(str(s.get('key', '?'))).name}: {s.get('reason', '?')}"
+                 for f in sorted(Path(out_dir).glob("skipped.*.jsonl")) for s in read_jsonl(f)]
+        raise FacetwinError(f"no usable face in {', '.join(map(str, inputs))}"
+                            + (f" ({'; '.join(skips[:3])}{'; ...' if len(skips) > 3 else ''})" if skips else ""))
     return {"runs": runs, "images": len(images), "videos": len(videos)}
 
 
