@@ -55,12 +55,17 @@ def test_chromium_reports_52_morph_targets_and_the_animation(page, tmp_path):
 def test_chromium_screenshot_shows_the_face(page, tmp_path):
     from PIL import Image
 
-    shot = tmp_path / "shot.png"
-    chromium(["--virtual-time-budget=12000", "--window-size=1100,800", f"--screenshot={shot}", Path(page).as_uri()], tmp_path)
-    img = np.asarray(Image.open(shot).convert("RGB")).astype(float)
-    view = img[120:680, 40:700]  # the WebGL canvas
     background = np.array([0x30, 0x34, 0x3B], float)
-    face = np.abs(view - background).sum(-1) > 40
+    # Headless Chromium may take the screenshot before the first WebGL frame when the CPU is
+    # busy (seen once under a load of 5): a longer virtual-time budget, once, before judging.
+    for budget in (12000, 40000):
+        shot = tmp_path / f"shot_{budget}.png"
+        chromium([f"--virtual-time-budget={budget}", "--window-size=1100,800", f"--screenshot={shot}", Path(page).as_uri()], tmp_path)
+        img = np.asarray(Image.open(shot).convert("RGB")).astype(float)
+        view = img[120:680, 40:700]  # the WebGL canvas
+        face = np.abs(view - background).sum(-1) > 40
+        if face.mean() > 0.08:
+            break
     assert 0.08 < face.mean() < 0.8, f"{face.mean():.3f} of the 3D view differs from the background"
     # skin colours: more red than blue on the face pixels
     assert (view[face][:, 0] - view[face][:, 2]).mean() > 15

@@ -93,15 +93,6 @@ def run(args) -> dict:
     from facetwin.training.person_stage import predict
     from facetwin.training.personalize import personalize, prepare_person
 
-    check_args(args)
-    src = Path(args.input)
-    if not src.exists():
-        raise FacetwinError(f"input not found: {src}")
-    from facetwin.data.io import is_video_path
-
-    is_video = src.is_file() and is_video_path(src)
-    if src.is_file() and not is_video:
-        raise FacetwinError(f"{src.name}: give a video or a folder of photos of one person")
     base = resolve_model_file(args.model)
     torch.set_num_threads(args.threads)
     tmp = None
