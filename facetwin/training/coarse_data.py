@@ -58,7 +58,8 @@ class ManifestCrops(Dataset):
     """
 
     def __init__(self, root: str | Path, crop_size: int = 128, augment: bool = True, quiet: bool = False, limit: int = 0,
-                 fill_border: float = 0.8, oversample: dict[str, float] | None = None):
+                 fill_border: float = 0.8, oversample: dict[str, float] | None = None, oversample_turns: float = 1.0,
+                 pose_augment: dict[str, float] | None = None):
         root = Path(root)
         recs = read_manifest(root)
         if limit:
@@ -101,13 +102,18 @@ class ManifestCrops(Dataset):
         for prefix, factor in (oversample or {}).items():
             hit = np.array([k.startswith(prefix) for k in self.keys], bool)
             self.repeats[hit] = max(1, int(round(factor)))
+        if oversample_turns != 1.0:  # strong head turns are rare and the worst-predicted poses
+            from facetwin.evaluation.nme import nose_asymmetry
+
+            turned = np.abs(nose_asymmetry(self.landmarks)) > 0.25
+            self.repeats[turned] *= max(1, int(round(oversample_turns)))
         black = (self.images.max(-1) <= 3).mean((1, 2))
         self.donors = np.where(black < 0.02)[0]
         self.augmenter = None
         if augment:
             from facetwin.data.augment import Augmenter
 
-            self.augmenter = Augmenter(flip=0.5)
+            self.augmenter = Augmenter(flip=0.5, **dict(pose_augment or {}))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -183,4 +189,5 @@ def fill_black_border(img: np.ndarray, donor: np.ndarray) -> np.ndarray:
 def open_dataset(cfg, quiet: bool = False) -> Dataset:
     """The coarse training set described by a :class:`CoarseDataConfig`."""
     return ManifestCrops(cfg.root, cfg.crop_size, cfg.augment, quiet=quiet, fill_border=cfg.fill_border,
-                         oversample=dict(cfg.oversample))
+                         oversample=dict(cfg.oversample), oversample_turns=cfg.oversample_turns,
+                         pose_augment=dict(cfg.pose_augment))

@@ -154,8 +154,20 @@ class CoarseStage(Stage):
             image=image_r, gt_landmarks=batch["landmarks"].float() * f, render=render, render_mask=render_mask,
             swapped_landmarks2d=None if swapped is None else swapped * f, dynamic_contour2d=None if dyn is None else dyn * f,
             pose=p.pose, skin_mask=skin, occluder_mask=occ, landmark_weight=batch.get("landmark_weight"),
+            perceptual_mask=self.face_region(fragments), identity=batch.get("identity"),
         )
         return inputs, geo
+
+    def face_region(self, fragments):
+        """(B, 1, R, R) face-region pixels of the render when ``loss.perceptual_region`` is "face", else None."""
+        if fragments is None or self.weights.perceptual_region != "face":
+            return None
+        from facetwin.rendering.regions import region_mask, region_triangles
+
+        if getattr(self, "_face_triangles", None) is None:
+            data = self.coarse.head_model.data
+            self._face_triangles = torch.as_tensor(region_triangles(data.faces, data.masks))
+        return region_mask(fragments, self._face_triangles)
 
     def render(self, geo):
         """(render (B, 3, R, R), mask (B, 1, R, R), its Fragments) at ``render_size`` R."""
@@ -184,12 +196,21 @@ class CoarseStage(Stage):
         return coarse_grid(inputs, geo, self.coarse.head_model.faces)
 
     def evaluate(self, model, step):
-        if not self.cfg.eval.helen:
+        if not (self.cfg.eval.helen or self.cfg.eval.likeness):
             return None
-        from facetwin.inference.landmark_eval import evaluate_folder
+        out = {}
+        if self.cfg.eval.helen:
+            from facetwin.inference.landmark_eval import evaluate_folder
 
-        res = evaluate_folder(self.coarse, resolve_data_path(self.cfg.eval.helen), limit=self.cfg.eval.limit or None, progress=False)
-        return {k: v for k, v in res.items() if isinstance(v, float)}
+            res = evaluate_folder(self.coarse, resolve_data_path(self.cfg.eval.helen), limit=self.cfg.eval.limit or None, progress=False)
+            out.update({k: v for k, v in res.items() if isinstance(v, float)})
+        if self.cfg.eval.likeness:  # identity in β and render likeness on a folder of people
+            from facetwin.evaluation.likeness import evaluate_likeness
+
+            albedo = None if isinstance(self.albedo_model, UniformAlbedo) else self.albedo_model
+            res = evaluate_likeness(self.coarse, resolve_data_path(self.cfg.eval.likeness), albedo_model=albedo, progress=False)
+            out.update({f"likeness_{k}": v for k, v in res.items() if isinstance(v, float)})
+        return out
 
     def export(self, model, out_dir, step, config):
         return export_encoder(self.coarse.encoder, Path(out_dir) / "coarse_encoder.safetensors", self.coarse.head_model.name,

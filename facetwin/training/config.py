@@ -75,12 +75,15 @@ class CoarseDataConfig:
     augment: bool = True
     fill_border: float = 0.8      # probability of filling a crop's black padding with another crop's background
     oversample: dict[str, float] = field(default_factory=dict)  # key prefix -> repeats per epoch
+    oversample_turns: float = 1.0 # repeats per epoch of crops whose labels show a large head turn (|nose asymmetry| > 0.25)
+    pose_augment: dict[str, float] = field(default_factory=dict)  # Augmenter large-pose options (wide_roll, tilt, tilt_degrees, ...)
 
 
 @dataclass
 class CoarseEvalConfig:
     helen: str = ""               # folder with images + .pts (e.g. ../shared/data/eval/helen-test); '' = off
     limit: int = 0                # only the first N images (0 = all)
+    likeness: str = ""            # folder of person sub-folders (e.g. data:identities/eval); '' = off
 
 
 @dataclass
