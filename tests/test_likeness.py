@@ -126,3 +126,23 @@ def test_benchmark_on_real_photos(multi_image, tmp_path):
 
     im = Image.open(tmp_path / "likeness.png")
     assert im.size[0] > 5 * 200 and im.size[1] > 3 * 200  # 5 columns, 3 people
+
+
+def test_periodic_training_evaluation_reports_likeness(multi_image):
+    """`eval.likeness` in the coarse config adds the likeness figures to the stage's evaluation."""
+    from facetwin.paths import PACKAGE_DIR
+    from facetwin.training.coarse_stage import CoarseStage
+    from facetwin.training.config import CoarseConfig, load_config
+
+    ck = PACKAGE_DIR / "checkpoints" / "coarse_encoder.safetensors"
+    cfg = load_config(CoarseConfig, "coarse", [f"model.init_checkpoint={ck}", "eval.helen=", f"eval.likeness={multi_image}"])
+    stage = CoarseStage(cfg, dataset=[0])
+
+    class Info:
+        device = torch.device("cpu")
+        is_main = True
+
+    stage.setup(Info())
+    res = stage.evaluate(stage.model, 0)
+    assert 0.0 <= res["likeness_beta_auc"] <= 1.0 and 0.3 < res["likeness_render_distance"] < 1.2
+    assert not any(k.startswith("nme") for k in res)  # HELEN off
