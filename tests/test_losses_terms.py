@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from facetwin.geometry.mesh import uv_sphere
-from facetwin.losses.consistency import identity_spread, identity_swap_permutation, shape_consistency_loss
+from facetwin.losses.consistency import identity_swap_permutation, shape_consistency_loss, shape_spread_loss
 from facetwin.headmodel.marching import dynamic_contour_points, head_yaw, select_dynamic_contour, yaw_bin
 from facetwin.losses.marching import marching_contour_loss
 from facetwin.losses.perceptual import EmbeddingDistanceLoss, composite_render, cosine_distance
@@ -104,13 +104,13 @@ def test_shape_consistency_is_zero_when_beta_is_shared_within_identities():
     gt = _toy_landmarks(shape)  # perfectly fitted
     p = identity_swap_permutation(identity, torch.Generator().manual_seed(0))
     assert shape_consistency_loss(_toy_landmarks(shape[p]), gt, 224).item() == pytest.approx(0.0, abs=1e-12)
-    assert identity_spread(shape, identity).item() == pytest.approx(0.0, abs=1e-12)
+    assert shape_spread_loss(shape, identity).item() == pytest.approx(0.0, abs=1e-12)
     # per-image β that differ within a person are penalised, although each image fits perfectly
     shape2 = shape + 0.2 * torch.randn(shape.shape, generator=torch.Generator().manual_seed(1), dtype=D)
     gt2 = _toy_landmarks(shape2)
     assert shape_consistency_loss(_toy_landmarks(shape2), gt2, 224).item() == pytest.approx(0.0, abs=1e-12)
     assert shape_consistency_loss(_toy_landmarks(shape2[p]), gt2, 224).item() > 1e-3
-    assert identity_spread(shape2, identity).item() > 1e-3
+    assert shape_spread_loss(shape2, identity).item() > 1e-3
 
 
 def test_shape_consistency_photometric_share():

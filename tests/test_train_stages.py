@@ -190,3 +190,67 @@ def test_train_cli_lists_registered_stages_and_runs_one(prepared, tmp_path, monk
     assert result["model_file"].endswith("export/coarse_encoder.safetensors")
     assert files.read_metadata(result["model_file"])["step"] == 2
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000002.safetensors"]
+
+
+def test_likeness_options_reach_the_loss_inputs(prepared, tmp_path):
+    """Issue #14's options through the real stage and reader: the face-region composite mask is
+    part of the render's coverage (no scalp, ears, neck), the β spread term is weighted in, the
+    large-pose augmentation and turn oversampling are read into the one prepared-data reader;
+    the defaults leave all of it off."""
+    from facetwin.data.augment import Augmenter
+    from facetwin.errors import FacetwinError
+    from facetwin.losses.coarse import coarse_losses
+
+    cfg = _cfg(prepared, tmp_path, "run.steps=0", "loss.identity=0", "loss.perceptual_region=face", "loss.shape_spread=0.5",
+               "data.pose_augment.tilt=1.0", "data.pose_augment.tilt_degrees=25", "data.oversample_turns=3")
+    tr = Trainer(CoarseStage(cfg), cfg.run, cfg.optim, to_dict(cfg), quiet=True)
+    tr.setup()
+    stage = tr.stage
+    ds = stage.dataset
+    assert isinstance(ds.augment, Augmenter) and ds.augment.tilt == 1.0 and ds.augment.tilt_degrees == 25
+    sample = ds[0]
+    assert "homography" not in sample and torch.isfinite(sample["landmarks"]).all()
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    inputs, _ = stage.forward(stage.model, batch, with_render=True)
+    face, head = inputs.perceptual_mask, inputs.render_mask
+    assert face is not None and face.shape == head.shape == (4, 1, 32, 32)
+    assert (face <= (head > 0).float()).all() and 0 < face.sum() < (head > 0).sum()
+    assert torch.equal(inputs.identity, batch["identity"])
+    _, terms = coarse_losses(inputs, stage.weights)
+    assert "shape_spread" in terms and torch.isfinite(terms["shape_spread"])
+
+    default = _cfg(prepared, tmp_path / "d", "run.steps=0", "loss.identity=0")
+    assert default.loss.perceptual_region == "head" and default.loss.shape_spread == 0
+    assert default.data.pose_augment == {} and default.data.oversample_turns == 1
+    tr = Trainer(CoarseStage(default), default.run, default.optim, to_dict(default), quiet=True)
+    tr.setup()
+    inputs, _ = tr.stage.forward(tr.stage.model, batch, with_render=True)
+    assert inputs.perceptual_mask is None
+    assert "shape_spread" not in coarse_losses(inputs, tr.stage.weights)[1]
+    assert tr.stage.dataset.augment.tilt == 0 and tr.stage.dataset.augment.wide_roll == 0
+    with pytest.raises(FacetwinError, match="data.pose_augment.tilte is not a large-pose option"):
+        _cfg(prepared, tmp_path, "data.pose_augment.tilte=1")
+    with pytest.raises(FacetwinError, match="data.oversample_turns"):
+        _cfg(prepared, tmp_path, "data.oversample_turns=0.5")
+
+
+def test_turn_oversampling_repeats_only_turned_crops(prepared, tmp_path):
+    """data.oversample_turns repeats the crops whose labels show a strong head turn (|nose
+    asymmetry| > 0.25): on the real folder (frontal photos) nothing, on labels moved to a turn
+    exactly those."""
+    from facetwin.data.prepared import PreparedDataset, load_manifest
+    from facetwin.geometry.ibug68 import nose_asymmetry
+
+    assert (PreparedDataset(prepared, 64, oversample_turns=3).repeats == 1).all()  # frontal photos
+    records = load_manifest(prepared)
+    for k, r in enumerate(records):  # turn the labels of every other crop: nose tip towards one jaw end
+        lm = np.asarray(r["landmarks"], np.float64)
+        if k % 2:
+            lm[30] = lm[30] + 0.8 * (lm[0] - lm[30])
+        r["landmarks"], r["gt_landmarks"] = lm.tolist(), None
+    (tmp_path / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    turned = np.abs(nose_asymmetry(np.stack([r["landmarks"] for r in records]))) > 0.25
+    assert turned.tolist() == [bool(k % 2) for k in range(len(records))]
+    more = PreparedDataset(tmp_path, 64, oversample_turns=3)
+    assert more.repeats.tolist() == [3 if t else 1 for t in turned]
+    assert (PreparedDataset(tmp_path, 64).repeats == 1).all()

@@ -30,13 +30,14 @@ def _model(model_file):
     return CoarseModel(build_encoder(CoarseModelConfig(), head, 50), head).eval(), "untrained default"
 
 
-def measure(args) -> dict:
+# Batch-1 encoder + head model on 1 thread before issue #14 (BENCHMARKS.md), the speed reference.
+REFERENCE_MS_1_THREAD = 18.9
+
+
+def _time(model, x, repeats: int) -> tuple[float, float]:
+    """(median ms of encoder + head model + projection, median ms of the encoder alone)."""
     import torch
 
-    model, source = _model(getattr(args, "model", "default"))
-    S = model.encoder.image_size
-    x = torch.rand(1, 3, S, S)
-    repeats = max(3, int(getattr(args, "repeats", 20)))
     with torch.no_grad():
         for _ in range(3):
             model(x)
@@ -51,7 +52,31 @@ def measure(args) -> dict:
             times.append(t2 - t1)
     times.sort()
     enc_times.sort()
-    med = times[len(times) // 2]
-    return {"model": f"ViT-{model.encoder.size} {S}px", "weights": source, "threads": torch.get_num_threads(),
-            "batch": 1, "ms_median": med * 1000, "encoder_ms_median": enc_times[len(enc_times) // 2] * 1000,
-            "images_per_s": 1.0 / med}
+    return times[len(times) // 2] * 1000, enc_times[len(enc_times) // 2] * 1000
+
+
+def measure(args) -> dict:
+    """Batch 1 at the requested thread count, plus 1 and 2 threads side by side (the real-time
+    figures of issue #14) with the ratio to the 18.9 ms reference."""
+    import torch
+
+    model, source = _model(getattr(args, "model", "default"))
+    S = model.encoder.image_size
+    x = torch.rand(1, 3, S, S)
+    repeats = max(3, int(getattr(args, "repeats", 20)))
+    requested = torch.get_num_threads()
+    by_threads = {}
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            ms, enc = _time(model, x, repeats)
+            by_threads[n] = {"ms_median": ms, "encoder_ms_median": enc, "images_per_s": 1000.0 / ms}
+    finally:
+        torch.set_num_threads(requested)
+    med, enc = _time(model, x, repeats)
+    return {"model": f"ViT-{model.encoder.size} {S}px", "weights": source, "threads": requested,
+            "batch": 1, "ms_median": med, "encoder_ms_median": enc, "images_per_s": 1000.0 / med,
+            "ms_1_thread": by_threads[1]["ms_median"], "ms_2_threads": by_threads[2]["ms_median"],
+            "encoder_ms_1_thread": by_threads[1]["encoder_ms_median"], "encoder_ms_2_threads": by_threads[2]["encoder_ms_median"],
+            "reference_ms_1_thread": REFERENCE_MS_1_THREAD,
+            "ratio_1_thread_to_reference": by_threads[1]["ms_median"] / REFERENCE_MS_1_THREAD}

@@ -17,7 +17,12 @@ Options: ``size`` (resize every crop once, e.g. 128 for the coarse model), ``aug
 training default: mirror with probability 0.5), ``preload`` (keep every crop in memory as uint8:
 11k crops of 128² ≈ 0.5 GB, so loading is never the bottleneck), ``fill_border`` (probability of
 filling a crop's black padding with another crop's background), ``oversample`` (key prefix →
-repeats per epoch, used by the identity batches), ``min_reliability`` / ``sources`` filters.
+repeats per epoch, used by the identity batches), ``oversample_turns`` (repeats of crops whose
+labels show a large head turn, |nose asymmetry| > 0.25, roughly > 23° of yaw),
+``min_reliability`` / ``sources`` filters. The large-pose augmentation options of the training
+config (``data.pose_augment``: wide roll, synthetic out-of-plane tilt) are
+:class:`~facetwin.data.augment.Augmenter` fields; with a tilt, ``landmarks`` and ``gt_landmarks``
+follow the full homography while ``transform`` keeps only its affine part.
 
 Randomness (border fill, augmentation) is drawn from numpy's global RNG, which the training
 engine seeds per sample (so a run is reproducible and resumes exactly).
@@ -50,6 +55,8 @@ class PreparedDataConfig:
     augment: bool = True
     fill_border: float = 0.8      # probability of filling a crop's black padding with another crop's background
     oversample: dict[str, float] = field(default_factory=dict)  # key prefix -> repeats per epoch
+    oversample_turns: float = 1.0  # repeats per epoch of crops whose labels show a large head turn (1 = off, as shipped)
+    pose_augment: dict[str, float] = field(default_factory=dict)  # large-pose Augmenter options (wide_roll, tilt, ...; {} = off)
 
     def __post_init__(self):
         if self.crop_size < 16:
@@ -61,6 +68,15 @@ class PreparedDataConfig:
         for k, v in self.oversample.items():
             if not v >= 1:
                 raise FacetwinError(f"data.oversample.{k} must be a repeat count >= 1, got {v}")
+        if not self.oversample_turns >= 1:
+            raise FacetwinError(f"data.oversample_turns must be a repeat count >= 1, got {self.oversample_turns}")
+        from facetwin.data.augment import POSE_OPTIONS
+
+        for k, v in self.pose_augment.items():
+            if k not in POSE_OPTIONS:
+                raise FacetwinError(f"data.pose_augment.{k} is not a large-pose option ({', '.join(POSE_OPTIONS)})")
+            if not v >= 0:
+                raise FacetwinError(f"data.pose_augment.{k} must be >= 0, got {v}")
 
 
 def load_manifest(folder) -> list[dict]:
@@ -84,7 +100,7 @@ class PreparedDataset(Dataset):
     """Face crops written by ``facetwin prepare`` (keys and options: see the module docstring)."""
 
     def __init__(self, folder, size: int | None = None, augment: Callable | bool | None = None, preload: bool = False,
-                 fill_border: float = 0.0, oversample: dict[str, float] | None = None,
+                 fill_border: float = 0.0, oversample: dict[str, float] | None = None, oversample_turns: float = 1.0,
                  min_reliability: float | None = None, sources: list[str] | None = None, limit: int = 0,
                  quiet: bool = True):
         self.folder = Path(folder)
@@ -114,6 +130,11 @@ class PreparedDataset(Dataset):
         for prefix, factor in (oversample or {}).items():
             hit = np.array([k.startswith(prefix) for k in self.keys], bool)
             self.repeats[hit] = max(1, int(round(factor)))
+        if oversample_turns != 1.0:  # strong head turns are rare and the worst-predicted poses
+            from facetwin.geometry.ibug68 import nose_asymmetry
+
+            labels = np.stack([np.asarray(r.get("gt_landmarks") or r["landmarks"], np.float64) for r in records])
+            self.repeats[np.abs(nose_asymmetry(labels)) > 0.25] *= max(1, int(round(oversample_turns)))
         self._cache: list | None = None
         if preload or fill_border > 0:
             it = range(len(records))
@@ -176,12 +197,17 @@ class PreparedDataset(Dataset):
             rng = np.random.default_rng(int(np.random.randint(0, 2 ** 31)))
             aug = self.augment(img, lm.astype(np.float64), mask, rng)
             img, lm, mask = aug["image"], aug["landmarks"], aug["skin"]
-            A = aug.get("affine")
+            A, H = aug.get("affine"), aug.get("homography")
+            if H is not None and not np.allclose(H[2], [0.0, 0.0, 1.0]):  # a synthetic tilt: the labels follow it
+                from facetwin.data.augment import apply_homography
+
+                gt = apply_homography(H, gt).astype(np.float32)
+            elif A is not None:
+                gt = (gt @ A[:, :2].T + A[:, 2]).astype(np.float32)
             if A is not None:
                 transform = compose_affine(A, transform)
-                gt = (gt @ A[:, :2].T + A[:, 2]).astype(np.float32)
             for k, v in aug.items():
-                if k not in ("image", "landmarks", "skin", "affine"):
+                if k not in ("image", "landmarks", "skin", "affine", "homography"):
                     out[k] = torch.from_numpy(np.ascontiguousarray(v).astype(np.float32))[None] if isinstance(v, np.ndarray) and v.ndim == 2 else v
         r = self.records[i]
         out.update(
@@ -207,8 +233,14 @@ class PreparedDataset(Dataset):
 
 def open_prepared(cfg: PreparedDataConfig, size: int | None = None, quiet: bool = False) -> PreparedDataset:
     """The training set a :class:`PreparedDataConfig` describes (``size`` overrides ``crop_size``)."""
-    return PreparedDataset(cfg.root, size or cfg.crop_size, augment=cfg.augment, preload=cfg.preload,
-                           fill_border=cfg.fill_border, oversample=dict(cfg.oversample), quiet=quiet)
+    augment = cfg.augment
+    if augment and cfg.pose_augment:
+        from facetwin.data.augment import Augmenter
+
+        augment = Augmenter(flip=0.5, **dict(cfg.pose_augment))
+    return PreparedDataset(cfg.root, size or cfg.crop_size, augment=augment, preload=cfg.preload,
+                           fill_border=cfg.fill_border, oversample=dict(cfg.oversample),
+                           oversample_turns=cfg.oversample_turns, quiet=quiet)
 
 
 def black_border_mask(img: np.ndarray) -> np.ndarray:

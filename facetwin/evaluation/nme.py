@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from facetwin.geometry.ibug68 import nose_asymmetry  # noqa: F401  (the head-turn ruler of the pose bins)
+
 REGIONS = {"boundary": slice(0, 17), "inner": slice(17, 68), "overall": slice(0, 68)}
 OUTER_EYE_CORNERS = (36, 45)  # 0-based
-NOSE_TIP, CONTOUR_ENDS = 30, (0, 16)  # 0-based
 # |nose_asymmetry| bins; roughly < 10°, 10–23°, > 23° of yaw (see nose_asymmetry)
 POSE_BINS = {"frontal": (0.0, 0.1), "moderate": (0.1, 0.25), "large": (0.25, float("inf"))}
 
@@ -52,23 +53,6 @@ def ced(errors, max_error: float = 0.08, steps: int = 81) -> tuple[np.ndarray, n
 def failure_rate(errors, threshold: float = 0.08) -> float:
     errors = _np(errors).reshape(-1)
     return float((errors > threshold).mean()) if errors.size else float("nan")
-
-
-def nose_asymmetry(landmarks) -> np.ndarray:
-    """Signed head-turn proxy from 68-point labels ``(N, 68, 2)`` → ``(N,)`` in [-1, 1].
-
-    ``(|n − c₁| − |n − c₁₇|) / (|n − c₁| + |n − c₁₇|)`` with n the nose tip (point 31) and c₁, c₁₇
-    the ends of the jaw contour: 0 for a frontal face, ±1 in profile, sign flips with a mirror.
-    With the nose ~0.6 half face-widths in front of the contour it is ≈ 0.6·tan(yaw), so 0.1 is
-    roughly 10° and 0.25 roughly 23°; it needs no 3D fit, which keeps it a fair ruler for
-    comparing models.
-    """
-    lm = _np(landmarks)
-    if lm.ndim == 2:
-        lm = lm[None]
-    left = np.linalg.norm(lm[:, NOSE_TIP] - lm[:, CONTOUR_ENDS[0]], axis=-1)
-    right = np.linalg.norm(lm[:, NOSE_TIP] - lm[:, CONTOUR_ENDS[1]], axis=-1)
-    return (left - right) / np.maximum(left + right, 1e-9)
 
 
 def nme_by_pose(per_image: dict, asymmetry, bins: dict = POSE_BINS) -> dict[str, dict[str, float]]:

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from facetwin.losses.consistency import shape_consistency_loss
+from facetwin.losses.consistency import shape_consistency_loss, shape_spread_loss
 from facetwin.losses.landmarks import CONTOUR, inner_landmark_loss, landmark_pair_loss
 from facetwin.losses.marching import marching_contour_loss
 from facetwin.losses.perceptual import composite_render
@@ -52,6 +52,8 @@ class CoarseLossInputs:
     skin_mask: Tensor | None = None            # (B, 1, H, W) in {0, 1}
     occluder_mask: Tensor | None = None        # (B, 1, H, W) 1 where an occluder was pasted
     landmark_weight: Tensor | None = None      # (B, 68) per-landmark confidence (automatic labels)
+    perceptual_mask: Tensor | None = None      # (B, 1, H, W) part of the render pasted for L_per (default render_mask)
+    identity: Tensor | None = None             # (B,) int person labels (-1 unknown), for shape_spread
 
     @property
     def crop_size(self) -> int:
@@ -80,6 +82,8 @@ class CoarseLossWeights:
     light_reg: float = 1.0           # white-light prior on the SH coefficients
     shape_consistency: float = 2.0   # L_sc, landmark loss of the β-swapped forward
     shape_consistency_photometric: float = 0.0  # photometric share of L_sc when a swapped render is given
+    shape_spread: float = 0.0        # ‖β − its person's mean β in the batch‖² (identity batches; 0 = off, as shipped)
+    perceptual_region: str = "head"  # render pasted over the photo for L_per / L_id: "head" (all of it, as shipped) | "face" (no scalp/ears/neck)
     contour_mode: str = "silhouette"  # "silhouette" (Eq. 1) | "marching" (the w/o L_sil ablation)
     silhouette_outline: bool = False  # Eq. 1's Ṽ_e without folds hidden behind nearer surface (z-buffer)
     deca_landmark_weighting: bool = False  # DECA's per-point emphasis on the landmark terms
@@ -97,6 +101,8 @@ class CoarseLossWeights:
             raise ValueError(f"loss.contour_mode must be 'silhouette' or 'marching', not {self.contour_mode!r}")
         if self.photometric_norm not in ("l1", "l21"):
             raise ValueError(f"loss.photometric_norm must be 'l1' or 'l21', not {self.photometric_norm!r}")
+        if self.perceptual_region not in ("head", "face"):
+            raise ValueError(f"loss.perceptual_region must be 'head' or 'face', not {self.perceptual_region!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "CoarseLossWeights":
@@ -166,7 +172,8 @@ def coarse_losses(
         ):
             if weight > 0 and fn is not None:
                 if composite is None:
-                    composite = composite_render(x.render, x.image, render_mask)
+                    paste = x.perceptual_mask if x.perceptual_mask is not None else render_mask
+                    composite = composite_render(x.render, x.image, paste)
                 terms[name] = weight * fn(composite, x.image, x.gt_landmarks)
 
     terms["shape_reg"] = w.shape_reg * l2_regularizer(x.shape)
@@ -181,6 +188,9 @@ def coarse_losses(
             swapped_render=x.swapped_render, image=x.image, photometric_mask=mask,
             photometric_weight=w.shape_consistency_photometric,
         )
+
+    if w.shape_spread > 0 and x.identity is not None:
+        terms["shape_spread"] = w.shape_spread * shape_spread_loss(x.shape, x.identity)
 
     total = torch.stack([t.to(x.landmarks2d.dtype) for t in terms.values()]).sum()
     return total, terms

@@ -65,16 +65,25 @@ def shape_consistency_loss(
     return loss
 
 
-def identity_spread(shape: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-    """Mean squared deviation of β from its identity's mean β: (B, n), (B,) → scalar.
+def shape_spread_loss(shape: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+    """Mean over images of people seen at least twice in the batch of ‖β - β̄_person‖²
+    (β̄_person: that person's mean β in the batch); unknown identities (< 0) and people seen once
+    are left out; 0 when no person is seen twice. (B, n), (B,) → scalar.
 
-    Zero exactly when all images of each person have the same β; a cheap diagnostic (and an
-    optional direct regulariser) for the consistency the swap loss enforces.
+    Unlike L_sc (which only sees β through the landmarks it moves) this pulls the photos of one
+    person to one β directly, in every component, including those the landmarks barely see.
     """
-    identity = torch.as_tensor(identity, device=shape.device)
-    _, inverse = torch.unique(identity, return_inverse=True)
-    G = int(inverse.max()) + 1
-    sums = torch.zeros(G, shape.shape[1], dtype=shape.dtype, device=shape.device).index_add(0, inverse, shape)
-    counts = torch.zeros(G, dtype=shape.dtype, device=shape.device).index_add(0, inverse, torch.ones_like(shape[:, 0]))
-    means = sums / counts[:, None]
-    return ((shape - means[inverse]) ** 2).sum(1).mean()
+    identity = torch.as_tensor(identity, device=shape.device).long()
+    keep = identity >= 0
+    if int(keep.sum()) < 2:
+        return shape.sum() * 0.0
+    _, inverse, counts = torch.unique(identity[keep], return_inverse=True, return_counts=True)
+    x = shape[keep]
+    G = counts.numel()
+    sums = torch.zeros(G, x.shape[1], dtype=x.dtype, device=x.device).index_add(0, inverse, x)
+    means = sums / counts[:, None].to(x.dtype)
+    multi = counts[inverse] > 1
+    if not bool(multi.any()):
+        return shape.sum() * 0.0
+    dev = ((x - means[inverse]) ** 2).sum(1)
+    return dev[multi].mean()

@@ -107,6 +107,7 @@ class CoarseModel(nn.Module):
         self.albedo_model = albedo_model
         self.renderer = None
         self.render_size = 0
+        self._face_triangles = None  # (F,) bool, built on first use (face_region)
         for p in self.head_model.parameters():
             p.requires_grad_(False)
         data = head_model.data
@@ -251,15 +252,26 @@ class CoarseModel(nn.Module):
         out = self.renderer.render(screen, geo.vertices, albedo, geo.params.light)
         return out.image.clamp(0, 1), out.mask, out.fragments
 
+    def face_region(self, fragments) -> torch.Tensor:
+        """(B, 1, R, R) pixels of a rasterisation (``fragments``) covered by the face region: no
+        scalp, ears or neck (:data:`facetwin.rendering.regions.FACE_REGIONS`). What the
+        ``loss.perceptual_region: face`` composite pastes over the photo (its hair stays)."""
+        from facetwin.rendering.regions import region_mask, region_triangles
+
+        if self._face_triangles is None:
+            data = self.head_model.data
+            self._face_triangles = torch.as_tensor(region_triangles(data.faces, data.masks))
+        return region_mask(fragments, self._face_triangles)
+
     def loss_inputs(self, params: CoarseParams, batch: dict, weights: CoarseLossWeights,
                     with_render: bool = True) -> tuple[CoarseLossInputs, CoarseGeometry]:
         """Everything the coarse losses read for one batch, and the geometry.
 
         ``params``: the encoder's output for ``batch["image"]`` (the caller runs the encoder, so
         that the training engine's DDP wrapper and autocast apply). Batch keys (the prepared-data
-        vocabulary of :mod:`facetwin.data.datasets`): ``image`` (B, 3, S, S) in [0, 1],
+        vocabulary of :mod:`facetwin.data.prepared`): ``image`` (B, 3, S, S) in [0, 1],
         ``landmarks`` (B, 68, 2) crop pixels, optional ``skin`` / ``occluder`` (B, 1, S, S),
-        ``identity`` (B,) (negative = unknown), ``landmark_weight`` (B, 68).
+        ``identity`` (B,) (negative = unknown; L_sc and ``loss.shape_spread``), ``landmark_weight`` (B, 68).
         With a render (``with_render`` and :meth:`attach_renderer` done) every image quantity is
         at the render size R and pixel coordinates are scaled by R / S; the landmark terms are
         normalised by the image size, so they do not change.
@@ -295,6 +307,8 @@ class CoarseModel(nn.Module):
             image=image_r, gt_landmarks=batch["landmarks"].float() * f, render=render, render_mask=render_mask,
             swapped_landmarks2d=None if swapped is None else swapped * f, dynamic_contour2d=None if dyn is None else dyn * f,
             pose=p.pose, skin_mask=skin, occluder_mask=occ, landmark_weight=batch.get("landmark_weight"),
+            perceptual_mask=self.face_region(fragments) if fragments is not None and weights.perceptual_region == "face" else None,
+            identity=batch.get("identity"),
         )
         return inputs, geo
 

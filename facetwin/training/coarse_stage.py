@@ -19,7 +19,7 @@ from facetwin.data.prepared import PreparedDataConfig
 from facetwin.errors import FacetwinError
 from facetwin.losses.coarse import CoarseLossWeights, coarse_losses
 from facetwin.models import files
-from facetwin.models.coarse import CoarseModel, CoarseModelConfig, build_encoder, export_encoder, load_albedo
+from facetwin.models.coarse import CoarseModel, CoarseModelConfig, UniformAlbedo, build_encoder, export_encoder, load_albedo
 from facetwin.training.config import ConfigError, OptimConfig, RunConfig, to_dict
 from facetwin.training.engine import Stage
 
@@ -45,8 +45,11 @@ class RenderConfig:
 
 @dataclass
 class CoarseEvalConfig:
+    """The ``eval:`` section: the periodic evaluations of a coarse run (every ``run.eval_every`` steps)."""
+
     helen: str = ""               # folder with images + .pts (e.g. data:eval/helen-test); '' = off
     limit: int = 0                # only the first N images (0 = all)
+    likeness: str = ""            # folder of person sub-folders (e.g. data:identities/eval): `evaluate likeness` figures; '' = off
 
 
 @dataclass
@@ -182,12 +185,21 @@ class CoarseStage(Stage):
         return self.coarse.picture(inputs, geo)
 
     def evaluate(self, model, step):
-        if not self.cfg.eval.helen:
+        if not (self.cfg.eval.helen or self.cfg.eval.likeness):
             return None
-        from facetwin.evaluation.landmarks import evaluate_folder
+        out = {}
+        if self.cfg.eval.helen:
+            from facetwin.evaluation.landmarks import evaluate_folder
 
-        res = evaluate_folder(self.coarse, resolve_data_path(self.cfg.eval.helen), limit=self.cfg.eval.limit or None, progress=False)
-        return {k: v for k, v in res.items() if isinstance(v, float)}
+            res = evaluate_folder(self.coarse, resolve_data_path(self.cfg.eval.helen), limit=self.cfg.eval.limit or None, progress=False)
+            out.update({k: v for k, v in res.items() if isinstance(v, float)})
+        if self.cfg.eval.likeness:  # identity in β and render likeness on a folder of people
+            from facetwin.evaluation.likeness import evaluate_likeness
+
+            albedo = None if isinstance(self.coarse.albedo_model, UniformAlbedo) else self.coarse.albedo_model
+            res = evaluate_likeness(self.coarse, resolve_data_path(self.cfg.eval.likeness), albedo_model=albedo, progress=False)
+            out.update({f"likeness_{k}": v for k, v in res.items() if isinstance(v, float)})
+        return out
 
     def export(self, model, out_dir, step, config):
         return export_encoder(self.coarse.encoder, Path(out_dir) / self.model_file, self.coarse.head_model.name,
