@@ -744,9 +744,6 @@ case("main/json_never_has_nan", lambda c, out: ["info", "--json"], code=0, after
 
 
 # -- the runner ---------------------------------------------------------------------------------------------------
-# Written, but they reach the training pipeline of person-specific transfer, which does not run on
-# this branch yet (the person merge imports facetwin.training.coarse_data / read_safetensors, which
-# the model layer removed). Strict: they fail the suite as soon as that is repaired and they pass.
 @pytest.mark.parametrize("spec", CASES, ids=[c.name for c in CASES])
 def test_fault_case(spec: Case, corpus: Corpus, tmp_path, monkeypatch, capsys, request):
     for name in spec.fixtures:
