@@ -686,7 +686,7 @@ for name, argv, says in [
     ("reconstruct_missing_out", ["reconstruct", "x"], "required: --out"),
     ("unknown_option", ["reconstruct", "x", "--out", "y", "--colour"], "unrecognized arguments: --colour"),
     ("unknown_command", ["reconstrct"], "invalid choice"),
-    ("evaluate_unknown_what", ["evaluate", "likeness", "x"], "invalid choice: 'likeness'"),
+    ("evaluate_unknown_what", ["evaluate", "lightness", "x"], "invalid choice: 'lightness'"),
 ]:
     case(f"options/{name}", lambda c, out, argv=argv: argv, says=says)
 

@@ -42,10 +42,13 @@ def test_page_is_self_contained(page):
 
 
 def test_chromium_reports_52_morph_targets_and_the_animation(page, tmp_path):
-    proc = chromium(["--virtual-time-budget=12000", "--dump-dom", Path(page).as_uri()], tmp_path)
-    m = re.search(r'<pre id="facetwin-report">([^<]*)</pre>', proc.stdout)
-    assert m, proc.stdout[-1000:] + proc.stderr[-1000:]
-    report = json.loads(m.group(1).replace("&quot;", '"'))
+    for budget in (12000, 40000):  # a busy CPU may need more virtual time before the GLB is parsed
+        proc = chromium([f"--virtual-time-budget={budget}", "--dump-dom", Path(page).as_uri()], tmp_path)
+        m = re.search(r'<pre id="facetwin-report">([^<]*)</pre>', proc.stdout)
+        assert m, proc.stdout[-1000:] + proc.stderr[-1000:]
+        report = json.loads(m.group(1).replace("&quot;", '"'))
+        if report["status"] != "loading":
+            break
     assert report["status"] == "loaded", report
     assert report["morphTargets"] == 52 and "jawOpen" in report["morphTargetNames"]
     assert report["animations"] == 1 and report["vertices"] == 4770 and report["frames"] >= 1
