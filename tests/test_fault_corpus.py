@@ -38,6 +38,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from coarse_standins import SyntheticFaces  # noqa: E402
+from faulty_writes import break_writer  # noqa: E402
 
 from facetwin import outputs  # noqa: E402
 from facetwin.cli.main import main  # noqa: E402
@@ -276,50 +277,6 @@ def _stderr_lines(err: str) -> list[str]:
         if last and not (("it/s" in last or "s/it" in last) and "|" in last):
             lines.append(last)
     return lines
-
-
-class FaultyWriter:
-    """A file object whose writes fail like a full disk (or a refused permission), or are cut by
-    Ctrl-C (``err`` = 0: KeyboardInterrupt after the first bytes)."""
-
-    def __init__(self, fh, err: int):
-        self.fh, self.err = fh, err
-
-    def write(self, data):
-        if self.err == 0:
-            self.fh.write(bytes(data)[:7] if not isinstance(data, str) else data[:7])  # a truncated start
-            raise KeyboardInterrupt
-        raise OSError(self.err, os.strerror(self.err))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.fh.close()
-        return False
-
-    def __getattr__(self, name):
-        return getattr(self.fh, name)
-
-
-def break_writer(monkeypatch, err: int = errno.ENOSPC, after: int = 0) -> None:
-    """From the ``after``-th file on, every write through facetwin.outputs fails with ``err``
-    (0: Ctrl-C inside the write)."""
-    real_open = open
-    count = {"n": 0}
-
-    def fake_open(path, mode="r", *a, **k):
-        fh = real_open(path, mode, *a, **k)
-        count["n"] += 1
-        if count["n"] > after and any(m in mode for m in "wa"):
-            if err == errno.EACCES:
-                fh.close()
-                os.unlink(path)
-                raise PermissionError(err, os.strerror(err), str(path))
-            return FaultyWriter(fh, err)
-        return fh
-
-    monkeypatch.setattr(outputs, "open", fake_open, raising=False)
 
 
 @dataclass

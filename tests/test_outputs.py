@@ -1,6 +1,5 @@
 """facetwin.outputs: atomic replacement, failures keep the earlier file, strict JSON, names, cleanup."""
 
-import errno
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faulty_writes import break_writer
 from facetwin import outputs
 from facetwin.errors import FacetwinError
 from facetwin.outputs import (OutputError, atomic_write, check_target, clean_temporaries, dumps_json, ensure_dir,
@@ -42,26 +42,7 @@ def test_atomic_write_replaces_and_failure_keeps_the_old_file(tmp_path):
 def test_full_disk_is_one_output_error_naming_the_path(tmp_path, monkeypatch):
     target = tmp_path / "result.json"
     write_json(target, {"n": 1})
-    real_open = open
-
-    class FullDisk:
-        def __init__(self, fh):
-            self.fh = fh
-
-        def write(self, data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.fh.close()
-            return False
-
-        def __getattr__(self, name):
-            return getattr(self.fh, name)
-
-    monkeypatch.setattr(outputs, "open", lambda *a, **k: FullDisk(real_open(*a, **k)), raising=False)
+    break_writer(monkeypatch)  # every write through facetwin.outputs fails like a full disk
     with pytest.raises(OutputError, match=r"result\.json: no space left on device") as info:
         write_json(target, {"n": 2})
     assert isinstance(info.value, FacetwinError)
