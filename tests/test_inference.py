@@ -13,6 +13,7 @@ import torch
 from facetwin.errors import FacetwinError
 from facetwin.geometry.camera import project_orthographic
 from facetwin.inference.reconstructor import DEFAULT_CHECKPOINT, FaceTwin, load_coarse_model
+from facetwin.models import files
 from facetwin.networks.coarse_encoder import CoarseParams
 
 
@@ -45,7 +46,7 @@ def test_export_is_fp16_and_small(exported):
     assert dtypes == {"F16"}
     assert exported.stat().st_size < 15e6
     meta = json.loads(exported.with_suffix(".json").read_text())
-    assert meta["format"] == "facetwin-coarse-encoder/2" and meta["head_model"] == "open"
+    assert meta["format"] == files.format_name(files.COARSE_ENCODER) and meta["head_model"] == "open"
 
 
 def test_model_file_header_is_the_truth_and_the_sidecar_is_written_from_it(exported, tmp_path):
@@ -78,7 +79,7 @@ def test_model_file_header_is_the_truth_and_the_sidecar_is_written_from_it(expor
     old["train_config"] = {"loss": {"contour_mode": "marching"}}
     save_file({k: v.half() for k, v in state.items()}, str(tmp_path / "old.safetensors"), metadata={"facetwin": json.dumps(old)})
     _, m3 = load_coarse_model(tmp_path / "old.safetensors")
-    assert m3["format"] == "facetwin-coarse-encoder/2" and m3["inference"]["contour"] == "marching"
+    assert m3["format"] == files.format_name(files.COARSE_ENCODER) and m3["inference"]["contour"] == "marching"
 
 
 def test_shipped_model_file_is_current_fp16_and_carries_its_inference_properties():

@@ -1,4 +1,5 @@
-"""``facetwin bench coarse``: coarse-model inference time at batch 1 (encoder + head model + projection)."""
+"""``facetwin bench coarse``: coarse-model inference time at batch 1 (encoder, identity head with
+its face descriptor when the model has one, head model, projection)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def _time(model, x, repeats: int) -> tuple[float, float]:
         times, enc_times = [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            model.encoder(x)
+            model.encoder(model.encoder_input(x))
             t1 = time.perf_counter()
             model(x)
             t2 = time.perf_counter()
@@ -61,7 +62,7 @@ def measure(args) -> dict:
     import torch
 
     model, source = _model(getattr(args, "model", "default"))
-    S = model.encoder.image_size
+    S = model.input_size  # the crop it takes (224 with an identity head: the encoder resizes to its own)
     x = torch.rand(1, 3, S, S)
     repeats = max(3, int(getattr(args, "repeats", 20)))
     requested = torch.get_num_threads()
@@ -74,7 +75,8 @@ def measure(args) -> dict:
     finally:
         torch.set_num_threads(requested)
     med, enc = _time(model, x, repeats)
-    return {"model": f"ViT-{model.encoder.size} {S}px", "weights": source, "threads": requested,
+    return {"model": f"ViT-{model.encoder.size} {model.encoder.image_size}px", "input_px": S,
+            "identity_head": model.identity_head is not None, "weights": source, "threads": requested,
             "batch": 1, "ms_median": med, "encoder_ms_median": enc, "images_per_s": 1000.0 / med,
             "ms_1_thread": by_threads[1]["ms_median"], "ms_2_threads": by_threads[2]["ms_median"],
             "encoder_ms_1_thread": by_threads[1]["encoder_ms_median"], "encoder_ms_2_threads": by_threads[2]["encoder_ms_median"],

@@ -56,7 +56,7 @@ def predict_folder(coarse_model, folder: Path, limit: int | None = None, crop: s
     """(paths, predicted (N, 68, 2), ground truth (N, 68, 2)) in original image pixels; the contour
     points as ``CoarseModel.image_landmarks(contour=...)`` places them."""
     pairs = annotated_images(folder)[: limit or None]
-    size = coarse_model.encoder.image_size
+    size = coarse_model.input_size
     dev = next(coarse_model.encoder.parameters()).device
     crops, transforms, gts, paths = [], [], [], []
     for img_path, pts_path in pairs:

@@ -300,7 +300,7 @@ def evaluate_likeness(coarse_model, folder: str | Path, albedo_model=None, descr
         chunk = photos[s:s + batch_size]
         images = _to_tensor([ph.crop for ph in chunk], dev)
         lm = torch.from_numpy(np.stack([ph.landmarks for ph in chunk])).float().to(dev)
-        params = coarse_model.encoder(coarse_model.encoder_input(images)).to(torch.float32)
+        params = coarse_model.predict(images).to(torch.float32)
         own, own_mask = rend.render(params)
         own_face = rend.face_mask()
         mean, mean_mask = rend.render(params, shape=torch.zeros_like(params.shape))

@@ -34,11 +34,18 @@ from facetwin.losses.consistency import identity_swap_permutation
 from facetwin.models import files
 from facetwin.networks import coarse_encoder as enc
 from facetwin.networks.coarse_encoder import CoarseEncoder, CoarseParams, HeadLayout, build_from_config
+from facetwin.networks.identity_head import IdentityHead, build_identity_head
 from facetwin.paths import CHECKPOINTS_DIR
 from facetwin.rendering.silhouette import landmark_normal_z, nearest_silhouette_vertex
 
 DEFAULT_MODEL_FILE = CHECKPOINTS_DIR / "coarse_encoder.safetensors"
 MODEL_FILE_NAME = "coarse_encoder.safetensors"
+# Crop side the identity head's face chip is cut from: dlib's 150² chip covers ~2/3 of a crop,
+# so a 224² crop gives it its native resolution (a 128² crop would be upsampled).
+IDENTITY_INPUT_SIZE = 224
+# Landmarks the camera is re-fitted to after the identity head changed β: the inner points
+# (the contour's placement depends on the convention, the inner points' does not).
+_INNER = slice(17, 68)
 
 
 @dataclass
@@ -100,9 +107,11 @@ class CoarseGeometry:
 class CoarseModel(nn.Module):
     """Encoder + fixed head model (+ optional albedo model and renderer, :meth:`attach_renderer`)."""
 
-    def __init__(self, encoder: CoarseEncoder, head_model, albedo_model=None):
+    def __init__(self, encoder: CoarseEncoder, head_model, albedo_model=None, identity_head: IdentityHead | None = None):
         super().__init__()
         self.encoder = encoder
+        self.identity_head = identity_head
+        self.identity_fixed = False   # a person model with one β: the identity head is not used
         self.head_model = head_model
         self.albedo_model = albedo_model
         self.renderer = None
@@ -237,10 +246,55 @@ class CoarseModel(nn.Module):
         swapped = self.geometry(geo.params, geo.crop_size, shape=geo.params.shape[partner])
         return swapped.landmarks2d
 
+    @property
+    def input_size(self) -> int:
+        """Side of the crops this model wants (pixels): the encoder's input size, or
+        :data:`IDENTITY_INPUT_SIZE` with an identity head (the encoder resizes them itself)."""
+        return IDENTITY_INPUT_SIZE if self.identity_head is not None else self.encoder.image_size
+
+    def descriptor(self) -> nn.Module:
+        """dlib's frozen face descriptor (shared, not part of this model's state)."""
+        from facetwin.losses.identity import default_descriptor
+
+        return default_descriptor(self.edges.device)
+
+    @torch.no_grad()
+    def identity_descriptor(self, params: CoarseParams, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(descriptor (B, 128), landmarks (B, 68, 2) crop pixels) of the photos: dlib's chip
+        aligned by the landmarks the encoder's parameters project to (no labels at inference)."""
+        from facetwin.losses.identity import face_chips
+
+        l2d = self.geometry(params.detach(), images.shape[-1]).landmarks2d
+        return self.descriptor()(face_chips(images.float(), l2d)), l2d
+
+    def with_identity(self, params: CoarseParams, delta: torch.Tensor, landmarks: torch.Tensor, crop_size: int) -> CoarseParams:
+        """``params`` with β + ``delta`` (B, n_shape) and the camera re-fitted (least-squares
+        scale and translation) so the inner landmarks stay where ``params`` put them
+        (``landmarks`` (B, 68, 2) crop pixels): a new identity changes the face's shape, not its
+        place and size in the photo. Exact for ``delta = 0``."""
+        params = params.to(torch.float32) if params.scale.dtype != torch.float32 else params
+        shape = params.shape + delta.to(params.shape.dtype)
+        hm = self.head_model
+        out = hm(_pad(shape, hm.n_shape), _pad(params.expression, hm.n_expr), params.pose)
+        unit = project_orthographic(out.landmarks[:, _INNER], torch.ones_like(params.scale), torch.zeros_like(params.translation))
+        target = landmarks[:, _INNER].to(unit.dtype)
+        pu, pt = unit - unit.mean(1, keepdim=True), target - target.mean(1, keepdim=True)
+        s = (pu * pt).sum((1, 2)) / pu.pow(2).sum((1, 2)).clamp_min(1e-12)  # pixels per metre
+        t = target.mean(1) - s[:, None] * unit.mean(1)
+        return CoarseParams(shape=shape, expression=params.expression, pose=params.pose, albedo=params.albedo,
+                            light=params.light, scale=s / crop_size, translation=t / crop_size)
+
+    def predict(self, images: torch.Tensor) -> CoarseParams:
+        """(B, 3, H, W) crops in [0, 1] → parameters (the encoder, then the identity head)."""
+        params = self.encoder(self.encoder_input(images))
+        if self.identity_head is None or self.identity_fixed:
+            return params
+        desc, l2d = self.identity_descriptor(params, images)
+        return self.with_identity(params, self.identity_head(desc), l2d, images.shape[-1])
+
     def forward(self, images: torch.Tensor) -> CoarseGeometry:
         """(B, 3, H, W) crops in [0, 1] → geometry in the crop's pixels."""
-        params = self.encoder(self.encoder_input(images))
-        return self.geometry(params, images.shape[-1])
+        return self.geometry(self.predict(images), images.shape[-1])
 
 
     # -- training: the loss inputs -----------------------------------------------------------
@@ -364,18 +418,30 @@ def load_albedo(kind: str = "open"):
 
 # -- the model file -------------------------------------------------------------------------
 
+IDENTITY_PREFIX = "identity_head."
+
+
 def export_encoder(encoder: CoarseEncoder, path: str | Path, head_model_name: str, contour: str = "silhouette",
-                   step: int = 0, config: dict | None = None, command: str = "", init_steps: int = 0) -> Path:
-    """Write the encoder's model file (fp16 safetensors + JSON sidecar, :mod:`facetwin.models.files`).
+                   step: int = 0, config: dict | None = None, command: str = "", init_steps: int = 0,
+                   identity_head: IdentityHead | None = None, extra: dict | None = None) -> Path:
+    """Write the coarse model file (fp16 safetensors + JSON sidecar, :mod:`facetwin.models.files`):
+    the encoder and, when given, the identity head (tensors under ``identity_head.``).
 
     ``contour``: the contour convention it was trained with (``loss.contour_mode``), stored with
     the input size and crop rule as the model's ``inference`` properties. ``step``: this run's
     steps; ``total_steps`` adds those of the model file it started from (``init_steps``).
+    ``extra``: more metadata (e.g. the identity stage's base model).
     """
+    input_size = IDENTITY_INPUT_SIZE if identity_head is not None else encoder.image_size
     meta = {"encoder": encoder.config(), "head_model": head_model_name,
-            "inference": files.coarse_inference_properties(encoder.image_size, contour),
-            "step": step, "total_steps": init_steps + step, "train_config": config or {}, "command": command}
-    return files.write_model_file(path, encoder.state_dict(), files.COARSE_ENCODER, meta)
+            "inference": files.coarse_inference_properties(input_size, contour),
+            "step": step, "total_steps": init_steps + step, "train_config": config or {}, "command": command,
+            **(extra or {})}
+    state = dict(encoder.state_dict())
+    if identity_head is not None:
+        meta["identity_head"] = identity_head.config()
+        state.update({IDENTITY_PREFIX + k: v for k, v in identity_head.state_dict().items()})
+    return files.write_model_file(path, state, files.COARSE_ENCODER, meta)
 
 
 def resolve_model_file(model_file: str | Path | None) -> Path:
@@ -410,11 +476,26 @@ def read_encoder(model_file: str | Path, head_model=None) -> tuple[CoarseEncoder
             f"components; '{head_model.name}' has {head_model.n_shape} / {head_model.n_expr}"
         )
     encoder = build_from_config(meta["encoder"])
+    enc_state = {k: v for k, v in state.items() if not k.startswith(IDENTITY_PREFIX)}
     try:
-        encoder.load_state_dict(state)
+        encoder.load_state_dict(enc_state)
     except RuntimeError as exc:
         raise FacetwinError(f"{path.name} does not match its own encoder description: {str(exc).splitlines()[0]}") from None
     return encoder, meta
+
+
+def read_identity_head(model_file: str | Path) -> IdentityHead | None:
+    """The identity head stored in a coarse model file, or None when it has none."""
+    path = resolve_model_file(model_file)
+    state, meta = files.read_model_file(path, files.COARSE_ENCODER)
+    if not meta.get("identity_head"):
+        return None
+    try:
+        head = build_identity_head(meta["identity_head"])
+        head.load_state_dict({k[len(IDENTITY_PREFIX):]: v for k, v in state.items() if k.startswith(IDENTITY_PREFIX)})
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise FacetwinError(f"{path.name}: its identity head does not match its description: {str(exc).splitlines()[0]}") from None
+    return head
 
 
 def load_coarse_model(model_file: str | Path | None = "default", head_model: str | None = None,
@@ -427,7 +508,8 @@ def load_coarse_model(model_file: str | Path | None = "default", head_model: str
     meta = files.upgrade(files.read_metadata(path))
     head = load_head_model(head_model or meta.get("head_model", "open"))
     encoder, meta = read_encoder(path, head)
-    return CoarseModel(encoder, head).to(device).eval(), meta
+    identity_head = read_identity_head(path)
+    return CoarseModel(encoder, head, identity_head=identity_head).to(device).eval(), meta
 
 
 def _pad(x: torch.Tensor, n: int) -> torch.Tensor:

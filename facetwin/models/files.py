@@ -5,7 +5,7 @@ a *checkpoint* (the resumable training state, written by the training engine). I
 safetensors file (float tensors stored as fp16 by default) whose header holds the metadata under
 the key ``facetwin``::
 
-    {"format": "facetwin-coarse-encoder/2",   # kind + version (FORMATS)
+    {"format": "facetwin-coarse-encoder/3",   # kind + version (FORMATS)
      "inference": {...},                      # what a model needs at inference (see below)
      ...}                                     # network description, steps, training config, command
 
@@ -31,7 +31,7 @@ from facetwin.errors import FacetwinError
 COARSE_ENCODER = "coarse-encoder"
 VIT = "vit"
 # kind -> current version. A newer file than this code, or a kind nobody reads, is refused.
-FORMATS = {COARSE_ENCODER: 2, VIT: 1}
+FORMATS = {COARSE_ENCODER: 3, VIT: 1}  # coarse-encoder/3: an optional identity head (identity_head.*)
 HEADER_KEY = "facetwin"
 
 
@@ -127,6 +127,8 @@ def upgrade(meta: dict) -> dict:
     if version > FORMATS[kind]:
         raise FacetwinError(f"model file format {meta['format']} is newer than this facetwin (reads up to "
                             f"{format_name(kind)}); upgrade facetwin")
+    if kind == COARSE_ENCODER and version == 2:  # v3 only added the optional identity head
+        meta = dict(meta, format=format_name(kind))
     if kind == COARSE_ENCODER and version == 1:
         # v1 kept the inference properties only implicitly (training config, pipeline defaults).
         meta = dict(meta)

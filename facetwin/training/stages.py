@@ -24,6 +24,8 @@ class StageEntry:
 STAGES: dict[str, StageEntry] = {
     "coarse": StageEntry("facetwin.training.coarse_stage:CoarseStage",
                          "train the coarse base model (ViT → head-model parameters)", "coarse"),
+    "identity": StageEntry("facetwin.training.identity_stage:IdentityStage",
+                           "train the identity head (dlib descriptor → β) of a coarse model, its encoder frozen", "identity"),
     "vit-pretrain": StageEntry("facetwin.training.vit_pretrain_stage:VitPretrainStage",
                                "masked-autoencoder pre-training of the coarse encoder's ViT on face crops", "vit-pretrain"),
 }

@@ -1,0 +1,175 @@
+"""The identity head (issue #14): β = β_ViT + head(dlib descriptor), the camera re-fitted.
+
+Known answers for the camera re-fit (exact at Δβ = 0, least-squares optimal otherwise, gradients
+against finite differences), the model-file round trip, and the `identity` training stage on real
+crops (its terms, that only the head learns, exact resume, the model file it writes)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from facetwin.data.prepare import PrepareConfig, prepare
+from facetwin.errors import FacetwinError
+from facetwin.models import files
+from facetwin.models.coarse import IDENTITY_INPUT_SIZE, export_encoder, load_coarse_model
+from facetwin.networks.identity_head import IdentityHead, IdentityHeadConfig
+from facetwin.training.config import load_config, to_dict
+from facetwin.training.engine import Trainer
+from facetwin.training.identity_stage import IdentityConfig, IdentityStage
+
+
+@pytest.fixture(scope="module")
+def coarse():
+    return load_coarse_model()[0]
+
+
+@pytest.fixture(scope="module")
+def params(coarse):
+    torch.manual_seed(0)
+    images = torch.from_numpy(np.stack([skdata.astronaut()[:448:2, 64:512:2], skdata.astronaut()[::-1][:448:2, 64:512:2]]))
+    images = images.permute(0, 3, 1, 2).float().div(255)
+    with torch.no_grad():
+        return coarse.encoder(coarse.encoder_input(images)).to(torch.float32), images
+
+
+def _inner_error(coarse, p, target, size):
+    geo = coarse.geometry(p, size)
+    return (geo.landmarks2d[:, 17:] - target[:, 17:]).pow(2).sum((1, 2))
+
+
+def test_zero_correction_changes_nothing(coarse, params):
+    p, _ = params
+    l2d = coarse.geometry(p, 224).landmarks2d
+    q = coarse.with_identity(p, torch.zeros_like(p.shape), l2d, 224)
+    torch.testing.assert_close(q.scale, p.scale, rtol=1e-5, atol=0)
+    torch.testing.assert_close(q.translation, p.translation, rtol=0, atol=1e-5)
+    torch.testing.assert_close(coarse.geometry(q, 224).landmarks2d, l2d, rtol=0, atol=1e-3)  # pixels
+
+
+def test_camera_refit_is_the_least_squares_optimum(coarse, params):
+    p, _ = params
+    l2d = coarse.geometry(p, 224).landmarks2d
+    delta = torch.randn_like(p.shape) * 3
+    q = coarse.with_identity(p, delta, l2d, 224)
+    torch.testing.assert_close(q.shape, p.shape + delta)
+    # centroid of the inner landmarks is kept exactly (least-squares translation)
+    torch.testing.assert_close(coarse.geometry(q, 224).landmarks2d[:, 17:].mean(1), l2d[:, 17:].mean(1), rtol=0, atol=1e-3)
+    best = _inner_error(coarse, q, l2d, 224)
+    assert (best > 1.0).all()  # the new shape really differs
+    for ds in (0.98, 1.02):  # any other scale (translation re-centred or not) is worse
+        r = type(q)(**{**q.as_dict(), "scale": q.scale * ds})
+        assert (_inner_error(coarse, r, l2d, 224) > best).all()
+    for dt in ([1e-3, 0.0], [0.0, -1e-3]):
+        r = type(q)(**{**q.as_dict(), "translation": q.translation + torch.tensor(dt)})
+        assert (_inner_error(coarse, r, l2d, 224) > best).all()
+
+
+def test_refit_gradient_matches_finite_differences(coarse, params):
+    p, _ = params
+    p = p.index(torch.tensor([0]))
+    l2d = coarse.geometry(p, 224).landmarks2d
+    delta = torch.zeros_like(p.shape)
+    delta[0, :3] = torch.tensor([1.5, -2.0, 0.7])
+
+    def f(d):
+        q = coarse.with_identity(p, d, l2d, 224)
+        return coarse.geometry(q, 224).landmarks2d[0, 30:40].sum()  # nose and eye points (pixels)
+
+    d = delta.clone().requires_grad_(True)
+    f(d).backward()
+    for k in (0, 1, 5):
+        e = torch.zeros_like(delta)
+        e[0, k] = 1e-2
+        fd = (f(delta + e) - f(delta - e)) / 2e-2
+        assert abs(float(d.grad[0, k]) - float(fd)) < 0.02 * max(1.0, abs(float(fd)))
+
+
+def test_fresh_head_is_zero_and_standardisation_centres(coarse, params):
+    head = IdentityHead(IdentityHeadConfig(n_shape=coarse.encoder.layout.n_shape, hidden=16))
+    x = torch.randn(50, 128) * 0.1 + 0.3
+    head.set_standardisation(x)
+    torch.testing.assert_close(head.descriptor_mean, x.mean(0))
+    assert torch.equal(head(x), torch.zeros(50, head.cfg.n_shape))
+    with pytest.raises(ValueError, match="descriptor"):
+        IdentityHeadConfig(n_shape=3, descriptor="arcface")
+
+
+def test_model_file_round_trip_with_an_identity_head(coarse, params, tmp_path):
+    p, images = params
+    head = IdentityHead(IdentityHeadConfig(n_shape=coarse.encoder.layout.n_shape, hidden=16))
+    torch.nn.init.normal_(head.mlp[-1].weight, std=0.5)
+    path = export_encoder(coarse.encoder, tmp_path / "m.safetensors", "open", identity_head=head)
+    meta = files.read_metadata(path)
+    assert meta["format"] == files.format_name(files.COARSE_ENCODER) and meta["identity_head"]["hidden"] == 16
+    assert meta["inference"]["input_size"] == IDENTITY_INPUT_SIZE
+    model, _ = load_coarse_model(path)
+    assert model.identity_head is not None and model.input_size == IDENTITY_INPUT_SIZE
+    with torch.no_grad():
+        q = model.predict(images)
+        desc, l2d = model.identity_descriptor(p, images)
+        expect = model.with_identity(p, head(desc), l2d, images.shape[-1])
+    torch.testing.assert_close(q.shape, expect.shape, rtol=0, atol=2e-2)  # fp16 weights in the file
+    assert float((q.shape - p.shape).abs().max()) > 0.1  # the head really acts
+    # a model file without a head loads without one, as before
+    assert load_coarse_model()[0].identity_head is None
+    # a head whose description does not fit its tensors is one clear error
+    state, meta = files.read_model_file(path)
+    files.write_model_file(tmp_path / "bad.safetensors", state, files.COARSE_ENCODER, {**meta, "identity_head": {**meta["identity_head"], "hidden": 8}})
+    with pytest.raises(FacetwinError, match="identity head does not match"):
+        load_coarse_model(tmp_path / "bad.safetensors")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Two people, three photos each (the astronaut photo, shifted and mirrored), prepared at 160 px."""
+    src = tmp_path_factory.mktemp("people")
+    astro = skdata.astronaut()
+    for person, shift in (("ann", 0), ("bob", 25)):
+        (src / person).mkdir()
+        for i in range(3):
+            img = np.roll(astro, shift + 9 * i, axis=1)
+            Image.fromarray(img[:, ::-1] if i == 2 else img).save(src / person / f"{i}.jpg", quality=92)
+    out = tmp_path_factory.mktemp("prepared")
+    prepare([f"{src}:folder"], out, PrepareConfig(size=160), progress=False)
+    return out
+
+
+def _cfg(prepared, out, steps):
+    return load_config(IdentityConfig, "identity", [
+        f"data.root={prepared}", f"run.out_dir={out}", f"run.steps={steps}", "data.crop_size=160", "render.size=64",
+        "run.batch_size=4", "run.workers=0", "run.log_every=1", "run.checkpoint_every=2", "run.image_every=0",
+        "run.eval_every=0", "eval.helen=", "eval.likeness=", "identity.hidden=16", "identity.standardise_images=6",
+        "optim.warmup_steps=0", "run.threads=1"])
+
+
+@pytest.mark.slow
+def test_identity_stage_trains_only_the_head_resumes_exactly_and_exports(prepared, tmp_path):
+    cfg = _cfg(prepared, tmp_path / "a", 4)
+    tr = Trainer(IdentityStage(cfg), cfg.run, cfg.optim, to_dict(cfg), quiet=True)
+    before = load_coarse_model()[0].encoder.state_dict()  # the base it starts from
+    tr.train()
+    logs = [r for r in tr.history if "loss" in r]
+    assert len(logs) == 4
+    for r in logs:
+        assert 0.0 < r["identity"] < 4.0 and r["photometric"] > 0 and np.isfinite(r["loss"])
+        assert r["shape_consistency"] > 0  # identity batches: pairs of one person
+    assert logs[-1]["beta_norm"] != logs[0]["beta_norm"]
+    after = tr.stage.coarse.encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the encoder is frozen
+    head = tr.stage.model
+    assert float(head.mlp[-1].weight.abs().sum()) > 0  # the head learned
+    # the exported file is a complete coarse model: encoder + head, the base's training config kept
+    model, meta = load_coarse_model(tmp_path / "a" / "export" / "coarse_encoder.safetensors")
+    assert model.identity_head is not None and meta["identity_stage"]["base_model"] == "coarse_encoder.safetensors"
+    assert meta["train_config"]["model"]["size"] == "tiny"
+    torch.testing.assert_close(model.identity_head.mlp[-1].weight, head.mlp[-1].weight.detach(), rtol=0, atol=1e-3)
+    # exact resume: stop after 2 of 4 steps, resume to 4 == 4 straight
+    cfg2 = _cfg(prepared, tmp_path / "b", 4)
+    Trainer(IdentityStage(cfg2), cfg2.run, cfg2.optim, to_dict(cfg2), quiet=True, stop_at=2).train()
+    cfg3 = _cfg(prepared, tmp_path / "b", 4)
+    tr3 = Trainer(IdentityStage(cfg3), cfg3.run, cfg3.optim, to_dict(cfg3), quiet=True, resume="auto")
+    tr3.train()
+    for k, v in head.state_dict().items():
+        assert torch.equal(v, tr3.stage.model.state_dict()[k]), k
