@@ -173,3 +173,35 @@ def test_identity_stage_trains_only_the_head_resumes_exactly_and_exports(prepare
     tr3.train()
     for k, v in head.state_dict().items():
         assert torch.equal(v, tr3.stage.model.state_dict()[k]), k
+
+
+@pytest.mark.slow
+def test_a_coarse_run_from_a_model_with_an_identity_head_keeps_it_frozen(prepared, tmp_path):
+    """Fine-tuning or personalising the encoder of a model with a head: the head is loaded,
+    applied in the forward exactly as at inference, not trained, and written out again."""
+    from facetwin.training.coarse_stage import CoarseConfig, CoarseStage
+
+    cfg = _cfg(prepared, tmp_path / "id", 1)
+    Trainer(IdentityStage(cfg), cfg.run, cfg.optim, to_dict(cfg), quiet=True).train()
+    with_head = tmp_path / "id" / "export" / "coarse_encoder.safetensors"
+    ccfg = load_config(CoarseConfig, "coarse", [
+        f"data.root={prepared}", f"run.out_dir={tmp_path / 'c'}", "run.steps=1", "data.crop_size=160", "render.size=32",
+        "run.batch_size=4", "run.workers=0", "run.checkpoint_every=0", "run.image_every=0", "run.eval_every=0",
+        "eval.helen=", "render.landmark_only_steps=0", "render.identity_images=2", "run.threads=1", "run.bf16=false",
+        f"model.init_checkpoint={with_head}"])
+    tr = Trainer(CoarseStage(ccfg), ccfg.run, ccfg.optim, to_dict(ccfg), quiet=True)
+    tr.train()
+    head = tr.stage.coarse.identity_head
+    assert head is not None and not any(p.requires_grad for p in head.parameters())
+    ref, _ = load_coarse_model(with_head)
+    for k, v in ref.identity_head.state_dict().items():
+        assert torch.equal(v, head.state_dict()[k]), k
+    # the stage's forward is the model's: same β for the same crops (encoder weights of the run)
+    ds = tr.stage.dataset
+    batch = torch.utils.data.default_collate([ds[i] for i in range(2)])
+    with torch.no_grad():
+        _, geo = tr.stage.forward(tr.stage.model.eval(), batch, with_render=False)
+        tr.stage.coarse.eval()
+        torch.testing.assert_close(tr.stage.coarse.predict(batch["image"].float()).shape, geo.params.shape, rtol=0, atol=1e-3)
+    out, _ = load_coarse_model(tmp_path / "c" / "export" / "coarse_encoder.safetensors")
+    assert out.identity_head is not None

@@ -13,7 +13,8 @@ Two families of figures (issue #14):
   face-descriptor (Euclidean) distance between a photo and the textured render of its own
   reconstruction composited onto it, both chipped (150², dlib's alignment) from the photo's
   landmarks; ``mean_face_render_distance``: the same with β = 0 under the same pose, expression,
-  light and albedo — the baseline the recovered identity has to beat. dlib's same-person
+  light and albedo, its camera re-fitted to the same predicted inner landmarks (as the identity
+  head places its own β) — the baseline the recovered identity has to beat. dlib's same-person
   threshold is 0.6. ``face_render_distance`` / ``mean_face_face_render_distance``: the same
   with only the face region pasted (no bald scalp over the hair, no ears or neck), which is what
   the ``perceptual_region: face`` identity loss compares.
@@ -303,7 +304,12 @@ def evaluate_likeness(coarse_model, folder: str | Path, albedo_model=None, descr
         params = coarse_model.predict(images).to(torch.float32)
         own, own_mask = rend.render(params)
         own_face = rend.face_mask()
-        mean, mean_mask = rend.render(params, shape=torch.zeros_like(params.shape))
+        # the mean face (β = 0) placed by the same fit of its inner landmarks to the photo's
+        # predicted ones as the own identity (CoarseModel.with_identity): a fair baseline for a
+        # model whose camera was re-fitted to its β
+        l2d = coarse_model.geometry(params, images.shape[-1]).landmarks2d
+        mean_params = coarse_model.with_identity(params, -params.shape, l2d, images.shape[-1])
+        mean, mean_mask = rend.render(mean_params)
         mean_face = rend.face_mask()
         comp_own = composite_render(own, images, own_mask)
         comp_mean = composite_render(mean, images, mean_mask)

@@ -19,7 +19,8 @@ from facetwin.data.prepared import PreparedDataConfig
 from facetwin.errors import FacetwinError
 from facetwin.losses.coarse import CoarseLossWeights, coarse_losses
 from facetwin.models import files
-from facetwin.models.coarse import CoarseModel, CoarseModelConfig, UniformAlbedo, build_encoder, export_encoder, load_albedo
+from facetwin.models.coarse import (IDENTITY_PREFIX, CoarseModel, CoarseModelConfig, UniformAlbedo, build_encoder, export_encoder,
+                                    load_albedo, read_identity_head)
 from facetwin.training.config import ConfigError, OptimConfig, RunConfig, to_dict
 from facetwin.training.engine import Stage
 
@@ -114,8 +115,12 @@ class CoarseStage(Stage):
             from facetwin.networks.vit import load_pretrained
 
             load_pretrained(encoder.vit, cfg.model.pretrained)
+        identity_head = None
         if cfg.model.init_checkpoint:
             state, init_meta = files.read_model_file(Path(cfg.model.init_checkpoint), files.COARSE_ENCODER)
+            if init_meta.get("identity_head"):  # kept, frozen: β = β_ViT + head(descriptor) as at inference
+                identity_head = read_identity_head(cfg.model.init_checkpoint).to(dev).requires_grad_(False)
+                state = {k: v for k, v in state.items() if not k.startswith(IDENTITY_PREFIX)}
             try:
                 encoder.load_state_dict(state)
             except RuntimeError as exc:
@@ -123,7 +128,7 @@ class CoarseStage(Stage):
                                     f"(model.size / hidden / head model differ): {str(exc).splitlines()[0]}") from None
             # a fine-tuned / warm-restarted model reports the steps behind it in total
             self.init_steps = int(init_meta.get("total_steps", init_meta.get("step", 0)))
-        self.coarse = CoarseModel(encoder, head, albedo).to(dev)
+        self.coarse = CoarseModel(encoder, head, albedo, identity_head=identity_head).to(dev)
         self.model = self.coarse.encoder
         self.coarse.render_size = cfg.render.size or cfg.data.crop_size  # also the z-buffer of silhouette_outline
         if cfg.render.enabled and not self.coarse.attach_renderer(self.coarse.render_size):
@@ -168,6 +173,10 @@ class CoarseStage(Stage):
         images = batch["image"].float()
         with self.autocast():
             params = model(self.coarse.encoder_input(images))
+        head = self.coarse.identity_head
+        if head is not None and not self.coarse.identity_fixed:  # a frozen identity head (from the init model file)
+            desc, l2d = self.coarse.identity_descriptor(params, images)
+            params = self.coarse.with_identity(params, head(desc), l2d, images.shape[-1])
         return self.coarse.loss_inputs(params, batch, self.weights, with_render=with_render)
 
     def training_step(self, model, batch, step):
@@ -204,7 +213,8 @@ class CoarseStage(Stage):
     def export(self, model, out_dir, step, config):
         return export_encoder(self.coarse.encoder, Path(out_dir) / self.model_file, self.coarse.head_model.name,
                               contour=self.weights.contour_mode, step=step, config=config,
-                              command=(config or {}).get("command", ""), init_steps=self.init_steps)
+                              command=(config or {}).get("command", ""), init_steps=self.init_steps,
+                              identity_head=self.coarse.identity_head)
 
     @staticmethod
     def summary(summary: dict) -> dict:
