@@ -104,7 +104,9 @@ def test_wrong_size_init_model_file_stops_at_start(capsys, tmp_path):
 
 
 def test_train_without_a_stage_and_unknown_stage(capsys):
-    _fails(capsys, ["train"], "'facetwin train' needs a stage: coarse, vit-pretrain")
+    from facetwin.training.stages import stage_names
+
+    _fails(capsys, ["train"], f"'facetwin train' needs a stage: {', '.join(stage_names())}")
     assert main(["train", "fit"]) == 2  # argparse: invalid choice, in one line
     err = capsys.readouterr().err
     assert "invalid choice" in err and err.startswith("facetwin: error: ") and len(err.strip().splitlines()) == 1

@@ -53,7 +53,7 @@ def test_camera_refit_is_the_least_squares_optimum(coarse, params):
     l2d = coarse.geometry(p, 224).landmarks2d
     delta = torch.randn_like(p.shape) * 3
     q = coarse.with_identity(p, delta, l2d, 224)
-    torch.testing.assert_close(q.shape, p.shape + delta)
+    torch.testing.assert_close(q.shape, p.shape + coarse.without_size_change(delta))
     # centroid of the inner landmarks is kept exactly (least-squares translation)
     torch.testing.assert_close(coarse.geometry(q, 224).landmarks2d[:, 17:].mean(1), l2d[:, 17:].mean(1), rtol=0, atol=1e-3)
     best = _inner_error(coarse, q, l2d, 224)
@@ -64,6 +64,30 @@ def test_camera_refit_is_the_least_squares_optimum(coarse, params):
     for dt in ([1e-3, 0.0], [0.0, -1e-3]):
         r = type(q)(**{**q.as_dict(), "translation": q.translation + torch.tensor(dt)})
         assert (_inner_error(coarse, r, l2d, 224) > best).all()
+
+
+def _neutral_size(coarse, beta):
+    hm = coarse.head_model
+    v = hm(beta, torch.zeros(beta.shape[0], hm.n_expr), torch.zeros(beta.shape[0], 5, 3)).vertices
+    return (v - v.mean(1, keepdim=True)).pow(2).sum((1, 2)).sqrt()
+
+
+def test_identity_changes_shape_not_size(coarse):
+    """Size is unobservable under the re-fitted orthographic camera: the identity's Δβ loses its
+    uniform-scaling part (known answer: the scaling direction itself is removed entirely) and a
+    large random Δβ keeps the neutral head's size within 3 %, where it would change it by far more."""
+    n = coarse.encoder.layout.n_shape
+    torch.manual_seed(1)
+    delta = torch.randn(4, n) * 2  # |Δβ| ≈ 20, as trained heads predict
+    kept = coarse.without_size_change(delta)
+    torch.testing.assert_close(coarse.without_size_change(kept), kept, rtol=0, atol=1e-4)  # a projection
+    d = coarse._size_dirs[0][None]
+    assert float(coarse.without_size_change(d).norm()) < 1e-4 * float(d.norm())
+    zero = torch.zeros(1, n)
+    base = _neutral_size(coarse, zero)
+    assert ((_neutral_size(coarse, kept) / base - 1).abs() < 0.03).all()  # what remains is second order
+    scaled = zero + 0.2 * d  # 20 % of the way to doubling: the head really grows
+    assert float(_neutral_size(coarse, scaled) / base) > 1.15
 
 
 def test_refit_gradient_matches_finite_differences(coarse, params):

@@ -117,6 +117,7 @@ class CoarseModel(nn.Module):
         self.renderer = None
         self.render_size = 0
         self._face_triangles = None  # (F,) bool, built on first use (face_region)
+        self._size_dirs = None       # (d, g) of without_size_change, built on first use
         for p in self.head_model.parameters():
             p.requires_grad_(False)
         data = head_model.data
@@ -273,7 +274,7 @@ class CoarseModel(nn.Module):
         (``landmarks`` (B, 68, 2) crop pixels): a new identity changes the face's shape, not its
         place and size in the photo. Exact for ``delta = 0``."""
         params = params.to(torch.float32) if params.scale.dtype != torch.float32 else params
-        shape = params.shape + delta.to(params.shape.dtype)
+        shape = params.shape + self.without_size_change(delta.to(params.shape.dtype))
         hm = self.head_model
         out = hm(_pad(shape, hm.n_shape), _pad(params.expression, hm.n_expr), params.pose)
         unit = project_orthographic(out.landmarks[:, _INNER], torch.ones_like(params.scale), torch.zeros_like(params.translation))
@@ -283,6 +284,25 @@ class CoarseModel(nn.Module):
         t = target.mean(1) - s[:, None] * unit.mean(1)
         return CoarseParams(shape=shape, expression=params.expression, pose=params.pose, albedo=params.albedo,
                             light=params.light, scale=s / crop_size, translation=t / crop_size)
+
+    def without_size_change(self, delta: torch.Tensor) -> torch.Tensor:
+        """(B, k) Δβ minus its uniform-scaling part: the component of the mesh change ``B Δβ``
+        along ``B d``, where ``d`` is the β direction that best scales the template about its
+        centroid (least squares; the open model's basis reproduces a uniform scale to 9 %).
+
+        Under the orthographic camera the size of a head is unobservable (the re-fitted camera
+        absorbs it exactly), so an identity learned from images must not change it: without this
+        the identity head shrank every head to ~72 % of the template's size (metres in exports)."""
+        k = delta.shape[-1]
+        if getattr(self, "_size_dirs", None) is None or self._size_dirs[0].shape[0] != k:
+            hm = self.head_model
+            B = hm.shapedirs[:k].T.double()  # (3V, k)
+            t = hm.v_template.double()
+            d = torch.linalg.lstsq(B, (t - t.mean(0)).reshape(-1, 1)).solution[:, 0]  # (k,)
+            g = B.T @ (B @ d)  # (k,): <B x, B d> = x · g
+            self._size_dirs = (d.float().to(delta.device), (g / (d @ g)).float().to(delta.device))
+        d, g = self._size_dirs
+        return delta - (delta.float() @ g)[:, None].to(delta.dtype) * d.to(delta.dtype)
 
     def predict(self, images: torch.Tensor) -> CoarseParams:
         """(B, 3, H, W) crops in [0, 1] → parameters (the encoder, then the identity head)."""
