@@ -87,8 +87,11 @@ def test_shipped_model_file_is_current_fp16_and_carries_its_inference_properties
 
     meta = files.read_metadata(DEFAULT_CHECKPOINT)  # the header alone, no sidecar needed
     assert meta["format"] == files.format_name(files.COARSE_ENCODER)
-    assert meta["inference"]["input_size"] == meta["encoder"]["image_size"] == 128
-    assert meta["inference"]["contour"] == "silhouette" and meta["total_steps"] == 13000
+    # the ViT takes 128², the model 224² crops (the identity head's face chip at native resolution)
+    assert meta["encoder"]["image_size"] == 128 and meta["inference"]["input_size"] == 224
+    assert meta["identity_head"]["descriptor"] == "dlib-resnet-v1" and meta["identity_head"]["n_shape"] == 100
+    assert meta["inference"]["contour"] == "silhouette" and meta["total_steps"] == 13000 + 2000 + 1500 + 700
+    assert meta["reproduce"][1].startswith("facetwin train identity --config identity")
     with safe_open_meta(DEFAULT_CHECKPOINT, dtypes=True) as dtypes:
         assert dtypes == {"F16"}
     assert DEFAULT_CHECKPOINT.stat().st_size < 15e6
