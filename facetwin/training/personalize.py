@@ -113,17 +113,18 @@ def split_held_out(keys: list[str], seed: int = 0) -> tuple[list[int], list[int]
 def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | None = None,
                 minutes: float = 3.0, started: float | None = None, max_steps: int = 2000, adapter_width: int = 32,
                 batch_size: int = 8, threads: int = 1, seed: int = 0, work_dir: Path | None = None, resume: bool = False,
-                command: str = "", progress: bool = True, lr: float = 3e-3, augment: bool = False) -> tuple[dict, object]:
+                command: str = "", progress: bool = True, lr: float = 3e-3, augment: bool = False,
+                schedule: str = "constant", ema: float = 0.0) -> tuple[dict, object]:
     """Train the person's adapters (on the base encoder file ``base_path``) on the prepared crops in ``prepared`` (only ``keys`` when
     given) and write the person file ``out``. ``started``: ``time.time()`` when the user's budget
     began (default now); the training stops at ``started + 60 · minutes`` less a reserve for
     the final pass. Returns (summary, the stage) — the summary only on the main process."""
     from facetwin.data.prepared import PreparedDataset
     from facetwin.models import files
-    from facetwin.models.person import file_sha256, person_state, write_person
+    from facetwin.models.files import file_sha256
+    from facetwin.models.person import person_state, write_person
     from facetwin.training.config import to_dict
-    from facetwin.training.engine import Trainer
-    from facetwin.training.person_stage import PersonSettings, PersonStage, person_meta
+    from facetwin.training.person_stage import PersonSettings, PersonStage, PersonTrainer, person_meta
 
     started = time.time() if started is None else started
     base_path = Path(base_path)
@@ -168,15 +169,15 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     deadline = started + 60.0 * minutes - reserve
     if deadline <= time.time() + 5:
         raise FacetwinError(f"--minutes {minutes:g} leaves no time to train")
-    settings = PersonSettings(adapter_width=adapter_width)
+    settings = PersonSettings(adapter_width=adapter_width, schedule=schedule, ema=ema)
     stage = PersonStage(cfg, settings, Subset(train_aug, train_idx), Subset(plain, val_idx) if val_idx else None,
                         identity_set=Subset(plain, chosen), deadline=deadline, progress=progress)
     config = to_dict(cfg)
-    config["person"] = {"adapter_width": adapter_width, "minutes": minutes}
+    config["person"] = {"adapter_width": adapter_width, "minutes": minutes, "schedule": schedule, "ema": ema}
     config["command"] = command
     # the run folder (``work_dir/run``) belongs to this person file: a new personalisation replaces
     # the run in it (the prepared frames beside it are kept); ``resume`` continues it instead
-    trainer = Trainer(stage, cfg.run, cfg.optim, config_dict=config, resume="auto" if resume else None, quiet=True,
+    trainer = PersonTrainer(stage, cfg.run, cfg.optim, config_dict=config, resume="auto" if resume else None, quiet=True,
                       overwrite=not resume)
     t_train = time.time()
     try:
