@@ -97,7 +97,20 @@ def run_one(item: dict, out: Path, minutes: float, python: str = sys.executable)
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def pending(items: list[dict], out: Path, retry_failed: bool = False) -> list[dict]:
+    """The inputs without a JSON in ``out/json`` (with ``retry_failed``: also those whose JSON is an error)."""
+    todo = []
+    for it in items:
+        path = out / "json" / f"{it['name']}.json"
+        if path.exists():
+            old = load(path) or {}
+            if not ("error" in old and retry_failed):
+                continue
+        todo.append(it)
+    return todo
+
+
+def main(argv: list[str] | None = None, runner=run_one) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="results folder (json/, work/, pictures/, table.md)")
     ap.add_argument("--minutes", type=float, default=2.5, help="training budget per person model (default 2.5)")
@@ -121,19 +134,12 @@ def main(argv: list[str] | None = None) -> int:
             print(it["name"], it["path"], " ".join(it["args"]))
         return 0
     ensure_dir(args.out / "json")
-    todo = []
-    for it in items:
-        path = args.out / "json" / f"{it['name']}.json"
-        if path.exists():
-            old = load(path) or {}
-            if not ("error" in old and args.retry_failed):
-                continue
-        todo.append(it)
+    todo = pending(items, args.out, args.retry_failed)
     if args.limit:
         todo = todo[:args.limit]
     print(f"person_suite: {len(items) - len(todo)} of {len(items)} inputs already measured, running {len(todo)}", file=sys.stderr)
     for k, it in enumerate(todo):
-        r = run_one(it, args.out, args.minutes)
+        r = runner(it, args.out, args.minutes)
         what = r.get("error") or f"NME {r['base']['nme_overall']:.4f} -> {r['person']['nme_overall']:.4f} ({100 * r['nme_reduction']:+.1f} %)"
         print(f"[{k + 1}/{len(todo)}] {it['name']}: {what} ({r['wall_seconds']:.0f} s)", file=sys.stderr, flush=True)
     named = [(p.stem, load(p)) for p in sorted((args.out / "json").glob("*.json"))]

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from facetwin.cli.main import add_json_flag, nonnegative_int, positive_float, unit_float
-from facetwin.cli.personalize import add_person_training_args, check_args, command_line
+from facetwin.cli.personalize import add_person_training_args, check_args, command_line, reliability_option
 from facetwin.errors import FacetwinError
 
 
@@ -52,8 +52,8 @@ def add_parser(subparsers) -> None:
                    help="write base vs person on test frames (columns: labels, base, person; first fold)")
     p.add_argument("--priors-picture", default=None, metavar="PNG",
                    help="write base vs person on an occluded test frame and on the most turned test frame (first fold)")
-    p.add_argument("--turn-degrees", type=positive_float, default=25.0, metavar="DEG",
-                   help="a strong head turn: |yaw| above this many degrees (by the base model; default 25)")
+    p.add_argument("--turn-degrees", type=positive_float, default=None, metavar="DEG",
+                   help="a strong head turn: |yaw| above this many degrees (by the base model; default 20)")
     p.add_argument("--no-likeness", action="store_true",
                    help="skip the likeness figures (dlib descriptor distance photo ↔ render on the test frames; β spread over all frames)")
     p.add_argument("--picture-background", choices=["photo", "none"], default="photo",
@@ -131,12 +131,13 @@ def run(args) -> dict:
         priors = {"occluded": {"base": [], "person": []}, "turn": {"base": [], "person": [], "yaw_deg": []}}
         likeness = {"render_distance": {"base": [], "person": []}, "beta_all_frames": {"base": [], "person_per_frame_beta": []}}
         fold_rows = []
+        turn_degrees = ev.TURN_DEGREES if args.turn_degrees is None else args.turn_degrees
         for f, (train_keys, test_keys) in enumerate(folds):
             out = work / f"fold{f}.facetwin"
             summary, stage = personalize(work / "prepared", out, base, keys=train_keys, minutes=args.minutes,
                                          max_steps=args.max_steps, adapter_width=args.adapter_width, batch_size=args.batch_size,
                                          threads=args.threads, seed=args.seed, work_dir=work / f"fold{f}", command=command_line(),
-                                         progress=not args.no_progress, lr=args.lr, augment=args.augment)
+                                         progress=not args.no_progress, lr=args.lr, augment=args.augment, **reliability_option(args))
             test = Subset(plain, [index[k] for k in test_keys])
             base_model, person_model = load_coarse_model(base)[0], load_coarse_model(base)[0]
             base_enc, person_enc = base_model.encoder, person_model.encoder
@@ -163,7 +164,7 @@ def run(args) -> dict:
             occ = {"base": predict(stage, base_enc, occluded, contour=args.contour),
                    "person": predict(stage, person_enc, occluded, contour=args.contour)}
             handle.remove()
-            turns = ev.strong_turns(preds["base"]["yaw_deg"], args.turn_degrees)
+            turns = ev.strong_turns(preds["base"]["yaw_deg"], turn_degrees)
             for m in ("base", "person"):
                 priors["occluded"][m].append(ev.landmark_errors(occ[m]["landmarks"], occ[m]["labels"])["overall"])
                 priors["turn"][m].append(ev.landmark_errors(preds[m]["landmarks"][turns], preds[m]["labels"][turns])["overall"]
@@ -202,7 +203,7 @@ def run(args) -> dict:
             if args.per_frame:
                 row["per_frame"] = {k: v.tolist() for k, v in errors.items()}
             result[m] = row
-        result["priors"] = ev.priors_summary(priors, args.turn_degrees)
+        result["priors"] = ev.priors_summary(priors, turn_degrees)
         if not args.no_likeness:
             result["likeness"] = ev.likeness_summary(likeness)
             for m in ("base", "person"):
@@ -273,6 +274,9 @@ def comparison_rows(test, preds: dict, faces, picks: list[int], size: int = 256,
         big = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)[0]
         if not photo:
             big = torch.full_like(big, 0.25)
+            if "occluder" in test[i]:  # where the occluder is, as a flat patch (no pixel of the frame)
+                occ = F.interpolate(test[i]["occluder"][None], size=(size, size), mode="nearest")[0]
+                big = torch.where(occ > 0, torch.tensor([0.2, 0.35, 0.6])[:, None, None], big)
         labels = preds["base"]["labels"][i] * f
         row = [draw_landmarks(big, gt=labels, radius=2.0)]
         for m in ("base", "person"):

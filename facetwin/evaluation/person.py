@@ -25,7 +25,7 @@ from facetwin.evaluation.nme import per_image_nme
 
 LABELS = "automatic annotator (dlib 68-point predictor on the prepared crops)"
 ANNOTATOR_NME_HELEN_TEST = 0.0245  # the annotator against HELEN-test's human labels (`facetwin evaluate annotator`)
-TURN_DEGREES = 25.0  # a "strong head turn": |yaw| above this, by the base model's pose
+TURN_DEGREES = 20.0  # a "strong head turn": |yaw| above this, by the base model's pose (turns are rare in held-out frames)
 OCCLUDER_SIZE = (0.2, 0.35)  # occluder side, fraction of the crop side: the upper part of the augmentation's range
 
 
@@ -52,7 +52,8 @@ class Occluded(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, i])
         out, mask = self.augmenter.occlude(image, item["landmarks"].numpy().astype(np.float64), rng)
         occ = torch.from_numpy(mask.astype(np.float32))[None]
-        item.update(image=torch.from_numpy(out).permute(2, 0, 1).float() / 255.0, skin=item["skin"] * (1 - occ), occluder=occ)
+        pasted = torch.from_numpy(out).permute(2, 0, 1).float() / 255.0
+        item.update(image=torch.where(occ > 0, pasted, item["image"]), skin=item["skin"] * (1 - occ), occluder=occ)
         return item
 
 

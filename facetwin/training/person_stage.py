@@ -11,11 +11,7 @@ swap β). What this stage adds:
 * a held-out split: its 68-point NME (against the automatic annotator's labels) every
   ``run.eval_every`` steps; the best person parameters so far are kept; training stops after
   ``patience`` evaluations without a relative gain of ``min_delta`` (early stopping);
-* a wall-clock budget (``deadline``, seconds of ``time.time()``) checked after every step, and
-  a learning-rate schedule over it (:class:`PersonTrainer`: a cosine over whichever of the budget
-  and the step limit runs out first, since the number of steps a budget buys is not known);
-* an exponential moving average of the person parameters (``ema``): what is evaluated on the
-  held-out split and written (a few hundred noisy CPU steps, averaged);
+* a wall-clock budget (``deadline``, seconds of ``time.time()``) checked after every step;
 * a progress bar over the budget with the running loss and the held-out NME;
 * the person's identity: the mean β over its frames (no augmentation) with its spread.
 """
@@ -34,7 +30,6 @@ from torch.utils.data import Dataset
 
 from facetwin.models.person import person_state, prepare_encoder, write_person
 from facetwin.training.coarse_stage import CoarseConfig, CoarseStage
-from facetwin.training.engine import Trainer
 
 
 @dataclass
@@ -45,8 +40,6 @@ class PersonSettings:
     patience: int = 6              # evaluations without gain before early stopping
     min_delta: float = 0.005       # relative held-out NME gain that counts as a gain
     contour: str = "static"        # held-out NME convention (as `facetwin evaluate landmarks`)
-    schedule: str = "constant"     # "constant" | "cosine" (over the budget, see PersonTrainer)
-    ema: float = 0.0               # moving-average decay of the person parameters per step (0 = off)
 
 
 @torch.no_grad()
@@ -118,7 +111,6 @@ class PersonStage(CoarseStage):
         self.info = info
         self.person_params = prepare_encoder(self.model, self.settings.adapter_width)
         self.n_person_parameters = sum(p.numel() for p in self.person_params)
-        self._ema = None
         self.started = time.time()
         if info.is_main and self.progress:
             from tqdm import tqdm
@@ -139,47 +131,7 @@ class PersonStage(CoarseStage):
         return [order[i * batch_size:(i + 1) * batch_size].tolist() for i in range(len(order) // batch_size)]
 
     # -- the loop's hooks ------------------------------------------------------------------
-    def progress_fraction(self, step: int) -> float:
-        """Share of the training done, 0–1: of the wall-clock budget or of the steps, whichever is further."""
-        frac = step / max(1, self.cfg.run.steps)
-        if self.deadline is not None and getattr(self, "started", None) is not None:
-            frac = max(frac, (time.time() - self.started) / max(1e-6, self.deadline - self.started))
-        return min(1.0, frac)
-
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        """Fold the current person parameters (after the last optimiser step) into the average."""
-        if self.settings.ema <= 0:
-            return
-        if self._ema is None:
-            self._ema = [p.detach().clone() for p in self.person_params]
-            return
-        for e, p in zip(self._ema, self.person_params):
-            e.lerp_(p.detach(), 1.0 - self.settings.ema)
-
-    def averaged(self):
-        """Context: the person parameters replaced by their moving average (if any) inside it."""
-        import contextlib
-
-        @contextlib.contextmanager
-        def swap():
-            if self._ema is None:
-                yield
-                return
-            with torch.no_grad():
-                live = [p.detach().clone() for p in self.person_params]
-                for p, e in zip(self.person_params, self._ema):
-                    p.copy_(e)
-            try:
-                yield
-            finally:
-                with torch.no_grad():
-                    for p, v in zip(self.person_params, live):
-                        p.copy_(v)
-        return swap()
-
     def training_step(self, model, batch, step):
-        self._update_ema()
         total, logs = super().training_step(model, batch, step)
         if self._bar is not None:
             now = time.time()
@@ -208,23 +160,20 @@ class PersonStage(CoarseStage):
 
     def evaluate(self, model, step):
         """Held-out NME; keeps the best person parameters; decides early stopping."""
-        self._update_ema()
         if self.val_set is None or len(self.val_set) == 0:
-            with self.averaged():
-                self.best_state, self.best_step = person_state(self.model), step
+            self.best_state, self.best_step = person_state(self.model), step
             return None
         from facetwin.evaluation.nme import per_image_nme
 
-        with self.averaged():
-            out = predict(self, self.model, self.val_set, contour=self.settings.contour)
-            val = float(per_image_nme(out["landmarks"], out["labels"])["overall"].mean())
-            if val < self.best_val * (1 - self.settings.min_delta) or self.best_state is None:
-                self.bad_evals = 0
-            else:
-                self.bad_evals += 1
-            if val < self.best_val:
-                self.best_val, self.best_step = val, step
-                self.best_state = person_state(self.model)
+        out = predict(self, self.model, self.val_set, contour=self.settings.contour)
+        val = float(per_image_nme(out["landmarks"], out["labels"])["overall"].mean())
+        if val < self.best_val * (1 - self.settings.min_delta) or self.best_state is None:
+            self.bad_evals = 0
+        else:
+            self.bad_evals += 1
+        if val < self.best_val:
+            self.best_val, self.best_step = val, step
+            self.best_state = person_state(self.model)
         if self.bad_evals >= self.settings.patience:
             self._stop, self.stop_reason = True, f"early stop (no held-out gain in {self.bad_evals} evaluations)"
         return {"val_nme": val, "best_val_nme": self.best_val}
@@ -263,19 +212,6 @@ class PersonStage(CoarseStage):
                            seconds=time.time() - self.started, frames={"train": len(self.dataset), "held_out": len(self.val_set or [])},
                            neutral_rms_mm=ident["neutral_rms_mm"])
         return write_person(Path(out_dir) / "person.facetwin", person_state(self.model), ident["beta_mean"], ident["beta_std"], meta)
-
-
-class PersonTrainer(Trainer):
-    """The engine's trainer with the person stage's learning-rate schedule: warm-up, then constant
-    or a cosine over :meth:`PersonStage.progress_fraction` (budget or steps, whichever runs out first)."""
-
-    def _lr_lambda(self, step: int) -> float:
-        o, stage = self.optim_cfg, self.stage
-        if o.warmup_steps > 0 and step < o.warmup_steps:
-            return (step + 1) / o.warmup_steps
-        if getattr(stage, "settings", None) is None or stage.settings.schedule != "cosine":
-            return 1.0
-        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * stage.progress_fraction(step)))
 
 
 def person_meta(base_path: Path, head_model: str, adapter_width: int, config: dict, step: int, seconds: float,
