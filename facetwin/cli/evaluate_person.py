@@ -180,7 +180,8 @@ def run(args) -> dict:
                                                                 photo=args.picture_background == "photo"))
             prep_share = prepare_seconds * len(train_keys) / max(1, len(keys))  # preparing its training frames
             row = {"fold": f, "train_frames": len(train_keys), "test_frames": len(test_keys), "steps": summary["steps"],
-                   "stop_reason": summary["stop_reason"], "personalize_seconds": round(summary["seconds"] + prep_share, 1),
+                   "stop_reason": summary["stop_reason"], "unreliable_dropped": summary["frames"].get("unreliable_dropped", 0),
+                   "personalize_seconds": round(summary["seconds"] + prep_share, 1),
                    "train_seconds": summary["train_seconds"]}
             for m, p in preds.items():
                 e = ev.landmark_errors(p["landmarks"], p["labels"])
