@@ -1,6 +1,6 @@
 """The full protocol of issue #15 over the shared data, resumable across sessions.
 
-    python benchmarks/person_suite.py --out ../runs/person_suite [--minutes 2.5] [--only NAME ...] [--limit N]
+    python benchmarks/person_suite.py --out ../runs/person_suite [--minutes 2.5] [--max-steps N] [--only NAME ...] [--limit N]
 
 Runs ``facetwin evaluate person INPUT --json`` (one process per input, 1 thread) on
 
@@ -72,7 +72,7 @@ def inputs(root: Path) -> list[dict]:
     return out
 
 
-def run_one(item: dict, out: Path, minutes: float, python: str = sys.executable) -> dict:
+def run_one(item: dict, out: Path, minutes: float, python: str = sys.executable, max_steps: int = 0) -> dict:
     """``facetwin evaluate person`` on one input; its JSON (result or one-line error) written atomically."""
     from facetwin.outputs import ensure_dir, write_json
 
@@ -82,7 +82,7 @@ def run_one(item: dict, out: Path, minutes: float, python: str = sys.executable)
     cmd = [python, "-m", "facetwin", "evaluate", "person", str(item["path"]), *item["args"], "--minutes", str(minutes),
            "--threads", "1", "--work", str(work), "--no-progress", "--json",
            "--picture", str(pictures / f"{name}.png"), "--priors-picture", str(pictures / f"{name}_priors.png"),
-           "--picture-background", "none"]
+           "--picture-background", "none"] + (["--max-steps", str(max_steps)] if max_steps else [])
     t0 = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None, runner=run_one) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="results folder (json/, work/, pictures/, table.md)")
     ap.add_argument("--minutes", type=float, default=2.5, help="training budget per person model (default 2.5)")
+    ap.add_argument("--max-steps", type=int, default=0,
+                    help="also stop each person model after N steps (0 = the budget only); with a large --minutes the figures "
+                         "no longer depend on how busy the CPU is")
     ap.add_argument("--only", nargs="*", default=None, help="run only inputs whose name contains one of these")
     ap.add_argument("--limit", type=int, default=0, help="run at most N inputs not yet measured (0 = all)")
     ap.add_argument("--retry-failed", action="store_true", help="run again the inputs whose JSON holds an error")
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None, runner=run_one) -> int:
         todo = todo[:args.limit]
     print(f"person_suite: {len(items) - len(todo)} of {len(items)} inputs already measured, running {len(todo)}", file=sys.stderr)
     for k, it in enumerate(todo):
-        r = runner(it, args.out, args.minutes)
+        r = runner(it, args.out, args.minutes, max_steps=args.max_steps)
         what = r.get("error") or f"NME {r['base']['nme_overall']:.4f} -> {r['person']['nme_overall']:.4f} ({100 * r['nme_reduction']:+.1f} %)"
         print(f"[{k + 1}/{len(todo)}] {it['name']}: {what} ({r['wall_seconds']:.0f} s)", file=sys.stderr, flush=True)
     named = [(p.stem, load(p)) for p in sorted((args.out / "json").glob("*.json"))]

@@ -19,8 +19,12 @@ from pathlib import Path
 
 def load(path: Path) -> dict | None:
     """The result in ``path``: {"input", "kind", ...} or {"input", "error"}; None if empty."""
-    lines = [l for l in Path(path).read_text().splitlines() if l.strip().startswith("{")]
-    return json.loads(lines[-1]) if lines else None
+    text = Path(path).read_text()
+    try:  # a suite file (one JSON document, indented)
+        return json.loads(text)
+    except json.JSONDecodeError:  # the stdout of `evaluate person --json`: the result is the last line
+        lines = [l for l in text.splitlines() if l.strip().startswith("{")]
+        return json.loads(lines[-1]) if lines else None
 
 
 def name_of(path: Path, r: dict) -> str:

@@ -55,7 +55,9 @@ def test_occluded_frames_paste_the_augmentation_occluder_deterministically():
 
 
 def test_strong_turns_and_the_summaries():
-    assert ev.strong_turns(np.array([3.0, -30.0, 24.9, 25.1, -80.0])).tolist() == [1, 3, 4]
+    yaws = np.array([3.0, -30.0, 24.9, 25.1, -80.0, 19.9])
+    assert ev.TURN_DEGREES == 20.0 and ev.strong_turns(yaws).tolist() == [1, 2, 3, 4]
+    assert ev.strong_turns(yaws, threshold=25).tolist() == [1, 3, 4]
     assert ev.strong_turns(np.array([3.0, -30.0]), threshold=40).tolist() == []
     acc = {"occluded": {"base": [np.array([0.04, 0.06]), np.array([0.05])], "person": [np.array([0.03, 0.05]), np.array([0.04])]},
            "turn": {"base": [np.zeros(0), np.array([0.08])], "person": [np.zeros(0), np.array([0.06])],
@@ -158,10 +160,12 @@ def test_suite_lists_24_people_and_resumes(tmp_path, shared_data):
     assert [it["name"] for it in person_suite.pending(two, out, retry_failed=True)] == ["video__metrical_duda", "video__smirk_skarsgard"]
     ran = []
 
-    def fake(item, out_dir, minutes):
+    def fake(item, out_dir, minutes, max_steps=0):
         ran.append(item["name"])
+        from facetwin.outputs import write_json
+
         r = _result(item["name"], "video", 0.04, 0.03)
-        (out_dir / "json" / f"{item['name']}.json").write_text(json.dumps(r))
+        write_json(out_dir / "json" / f"{item['name']}.json", r)  # indented, as run_one writes it
         return {**r, "wall_seconds": 1.0}
 
     assert person_suite.main(["--out", str(out), "--only", "liveportrait_d6", "metrical_duda", "smirk_skarsgard"], runner=fake) == 0
