@@ -1,12 +1,15 @@
 """Base vs person model on held-out frames, from a kept ``evaluate person --work`` folder.
 
     python benchmarks/person_picture.py WORK --out docs/images/person_d6.png [--background none]
+    python benchmarks/person_picture.py WORK --priors --out docs/images/person_priors.png
 
 WORK is the ``--work`` folder of ``facetwin evaluate person VIDEO --work WORK``: its
 ``prepared/`` crops and ``fold0.facetwin``. The test frames are the last 30 % in time (the
 protocol's split); columns: the annotator's labels, the base model, the person model (the
 person's β). ``--background none`` draws meshes and points on grey, without the frames' pixels
-(the research clips must not be copied into the repository).
+(the research clips must not be copied into the repository). ``--priors``: base vs person on the
+test frame whose pasted occluder (``evaluate person``'s) hides most points, and on the most turned
+test frame (|yaw| above 20° by the base model), as ``evaluate person --priors-picture``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
+from facetwin.geometry.rotation import head_yaw
+
 
 @torch.no_grad()
 def predictions(coarse, dataset) -> dict:
@@ -25,7 +30,8 @@ def predictions(coarse, dataset) -> dict:
     geo = coarse(images)
     return {"landmarks": coarse.image_landmarks(geo, "static").numpy(),
             "labels": torch.stack([dataset[i]["landmarks"] for i in range(len(dataset))]).numpy(),
-            "vertices": geo.vertices.numpy(), "scale_px": geo.scale_px.numpy(), "translation_px": geo.translation_px.numpy()}
+            "vertices": geo.vertices.numpy(), "scale_px": geo.scale_px.numpy(), "translation_px": geo.translation_px.numpy(),
+            "yaw_deg": np.degrees(head_yaw(geo.params.pose).numpy())}
 
 
 def main() -> None:
@@ -34,6 +40,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--background", choices=["photo", "none"], default="none")
     ap.add_argument("--rows", type=int, default=3)
+    ap.add_argument("--priors", action="store_true", help="the occluded / turned test frames instead")
     args = ap.parse_args()
 
     from facetwin.cli.evaluate_person import comparison_picture
@@ -51,7 +58,16 @@ def main() -> None:
     person, _ = load_coarse_model()
     load_person(args.work / "fold0.facetwin", person.encoder, DEFAULT_MODEL_FILE)
     preds = {"base": predictions(base, test), "person": predictions(person, test)}
-    pic = comparison_picture(test, preds, base.head_model.faces, rows=args.rows, photo=args.background == "photo")
+    if args.priors:
+        from facetwin.cli.evaluate_person import priors_picture
+        from facetwin.evaluation.person import Occluded, strong_turns
+
+        occluded = Occluded(test)
+        occ = {"base": predictions(base, occluded), "person": predictions(person, occluded)}
+        pic = priors_picture(test, preds, occluded, occ, strong_turns(preds["base"]["yaw_deg"]), base.head_model.faces,
+                             photo=args.background == "photo")
+    else:
+        pic = comparison_picture(test, preds, base.head_model.faces, rows=args.rows, photo=args.background == "photo")
     write_image(args.out, np.ascontiguousarray(pic))
     print(args.out)
 

@@ -183,9 +183,27 @@ def test_evaluate_person_json(prepared, person_photos, tmp_path):
     t0 = time.time()
     r = subprocess.run([sys.executable, "-m", "facetwin", "evaluate", "person", str(person_photos), "--leave-out", "2",
                         "--folds", "1", "--max-steps", "3", "--batch-size", "4", "--threads", "1", "--minutes", "20",
-                        "--work", str(work), "--no-progress", "--json"], capture_output=True, text=True)
+                        "--work", str(work), "--no-progress", "--json", "--priors-picture", str(tmp_path / "priors.png"),
+                        "--picture-background", "none"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
+    # priors kept: the 2 test photos occluded; strong turns (none in these frontal photos)
+    occ = res["priors"]["occluded"]
+    assert occ["frames"] == 2 and 0 < occ["nme_base"] < 1 and 0 < occ["nme_person"] < 1
+    assert res["occluded_nme_base"] == occ["nme_base"] and res["occluded_nme_person"] == occ["nme_person"]
+    assert res["priors"]["turn"]["threshold_deg"] == 20.0 and res["priors"]["turn"]["frames"] in (0, 1, 2)
+    assert (res["turn_nme_base"] is None) == (res["priors"]["turn"]["frames"] == 0)
+    # likeness: dlib descriptor distance photo ↔ render on the 2 test photos; β spread over all 4
+    lk = res["likeness"]
+    assert lk["test_frames"] == 2 and 0.2 < lk["render_distance_base"] < 1.0 and 0.2 < lk["render_distance_person"] < 1.0
+    assert res["render_distance_person"] == lk["render_distance_person"]
+    assert lk["beta_std_all_frames_base"] > 0 and lk["beta_std_all_frames_person_per_frame_beta"] > 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "priors.png") as im:  # one row (the occluded frame): labels, base, person (3 tiles of 256²)
+        assert 768 <= im.size[0] <= 800 and 256 <= im.size[1] <= 280
+        grey = np.asarray(im.convert("RGB"))[20:, :256]
+        assert (np.abs(grey.astype(int) - [51, 89, 153]).sum(-1) < 6).sum() > 100  # the occluder, drawn as a flat patch
     assert res["kind"] == "photos" and res["frames"]["test"] == 2 and "leave-2-out" in res["protocol"]
     assert "automatic annotator" in res["labels"] and res["annotator_nme_helen_test"] == 0.0245
     for m in ("base", "person", "person_per_frame_beta"):

@@ -64,7 +64,6 @@ def run(args) -> dict:
         from facetwin.models.person import load_person
 
         load_person(args.person, model.encoder, resolve_model_file(args.model))
-        model.identity_fixed = True  # the person's one β replaces the identity head's per-image one
     contour = contour_convention(meta, args.contour)
     res = evaluate_folder(model, folder, limit=args.limit or None, crop=args.crop, contour=contour,
                           crop_rule=meta["inference"]["crop"])

@@ -10,6 +10,16 @@ shape in mm). The person model's output uses the person's β (``person``; its sp
 construction), its per-frame β is reported as ``person_per_frame_beta``. ``nme_reduction`` is the
 relative reduction of the overall NME, base → person; ``personalize_seconds`` the time to
 personalise (preparing its training frames + training, per fold); ``--minutes`` bounds the training.
+
+Priors kept (``priors`` in the JSON, and ``occluded_nme_base/person``, ``turn_nme_base/person``):
+the NME of both models on the test frames with a pasted occluder (the training augmentation's
+occluder, scored against the un-occluded frame's labels) and on the test frames with a strong
+head turn (|yaw| of the base model's pose above ``--turn-degrees``; none: null).
+
+Likeness (``likeness``; ``render_distance_base/person``): dlib's face-descriptor distance between
+each test frame and the textured render of its reconstruction composited onto it (the likeness
+benchmark's renderer and descriptor; same-person threshold 0.6), and the β consistency over all
+of the person's frames (std of the per-frame β of the base model and of the adapted encoder).
 """
 
 from __future__ import annotations
@@ -20,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facetwin.cli.main import add_json_flag, nonnegative_int, unit_float
-from facetwin.cli.personalize import add_person_training_args, check_args, command_line
+from facetwin.cli.main import add_json_flag, nonnegative_int, positive_float, unit_float
+from facetwin.cli.personalize import add_person_training_args, check_args, command_line, reliability_option
 from facetwin.errors import FacetwinError
 
 
@@ -40,6 +50,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--per-frame", action="store_true", help="include per-frame errors")
     p.add_argument("--picture", default=None, metavar="PNG",
                    help="write base vs person on test frames (columns: labels, base, person; first fold)")
+    p.add_argument("--priors-picture", default=None, metavar="PNG",
+                   help="write base vs person on an occluded test frame and on the most turned test frame (first fold)")
+    p.add_argument("--turn-degrees", type=positive_float, default=None, metavar="DEG",
+                   help="a strong head turn: |yaw| above this many degrees (by the base model; default 20)")
+    p.add_argument("--no-likeness", action="store_true",
+                   help="skip the likeness figures (dlib descriptor distance photo ↔ render on the test frames; β spread over all frames)")
     p.add_argument("--picture-background", choices=["photo", "none"], default="photo",
                    help="'none': meshes and points on grey, no pixel of the frames (for pictures that get published)")
     p.add_argument("--no-progress", action="store_true")
@@ -80,8 +96,9 @@ def run(args) -> dict:
     is_video = src.is_file() and is_video_path(src)
     if src.is_file() and not is_video:
         raise FacetwinError(f"{src.name}: give a video or a folder of photos of one person")
-    if args.picture:
-        check_target(args.picture)
+    for picture in (args.picture, args.priors_picture):
+        if picture:
+            check_target(picture)
 
     import torch
     from torch.utils.data import Subset
@@ -107,34 +124,67 @@ def run(args) -> dict:
         prepare_seconds = time.time() - t0
         keys = [r["key"] for r in load_manifest(work / "prepared")]
         folds, protocol = _folds(keys, args, is_video)
-        plain = PreparedDataset(work / "prepared", 128, augment=False, preload=True)
+        from facetwin.models import files
+
+        input_size = int(files.upgrade(files.read_metadata(base))["inference"]["input_size"])  # the crops the base model takes
+        plain = PreparedDataset(work / "prepared", input_size, augment=False, preload=True)
         index = {k: i for i, k in enumerate(plain.keys)}
         per_model = {m: {"errors": [], "photometric": []} for m in ("base", "person", "person_per_frame_beta")}
         spreads = {"base": [], "person_per_frame_beta": []}
+        priors = {"occluded": {"base": [], "person": []}, "turn": {"base": [], "person": [], "yaw_deg": []}}
+        likeness = {"render_distance": {"base": [], "person": []}, "beta_all_frames": {"base": [], "person_per_frame_beta": []}}
         fold_rows = []
+        turn_degrees = ev.TURN_DEGREES if args.turn_degrees is None else args.turn_degrees
         for f, (train_keys, test_keys) in enumerate(folds):
             out = work / f"fold{f}.facetwin"
             summary, stage = personalize(work / "prepared", out, base, keys=train_keys, minutes=args.minutes,
                                          max_steps=args.max_steps, adapter_width=args.adapter_width, batch_size=args.batch_size,
                                          threads=args.threads, seed=args.seed, work_dir=work / f"fold{f}", command=command_line(),
-                                         progress=not args.no_progress, lr=args.lr, augment=args.augment)
+                                         progress=not args.no_progress, lr=args.lr, augment=args.augment, **reliability_option(args))
             test = Subset(plain, [index[k] for k in test_keys])
-            base_enc = load_coarse_model(base)[0].encoder
-            person_enc = load_coarse_model(base)[0].encoder
+            base_model, person_model = load_coarse_model(base)[0], load_coarse_model(base)[0]
+            base_enc, person_enc = base_model.encoder, person_model.encoder
             person = load_person(out, person_enc, base, fix_identity=False)
             preds = {"base": predict(stage, base_enc, test, contour=args.contour, render=True),
                      "person_per_frame_beta": predict(stage, person_enc, test, contour=args.contour, render=True)}
+            if not args.no_likeness:  # β consistency over all of the person's frames (the adapted encoder's own β)
+                every = Subset(plain, [index[k] for k in keys])
+                for m, enc in (("base", base_enc), ("person_per_frame_beta", person_enc)):
+                    likeness["beta_all_frames"][m].append(ev.identity_spread(predict(stage, enc, every)["beta"], stage.coarse.head_model))
             handle = fix_shape(person_enc, person.beta_mean)
             preds["person"] = predict(stage, person_enc, test, contour=args.contour, render=True)
-            handle.remove()
-            if args.picture and f == 0:
-                from facetwin.outputs import write_image
+            if not args.no_likeness:  # render likeness on the test frames (dlib descriptor distance photo ↔ render)
+                from facetwin.evaluation.likeness import CROP_SIZE
 
-                write_image(args.picture, comparison_picture(test, preds, stage.coarse.head_model.faces,
-                                                               photo=args.picture_background == "photo"))
+                crops = PreparedDataset(work / "prepared", CROP_SIZE, augment=False)
+                items = [crops[crops.keys.index(k)] for k in test_keys]
+                images = torch.stack([it["image"] for it in items])
+                lms = torch.stack([it["landmarks"] for it in items])
+                for m, model in (("base", base_model), ("person", person_model)):
+                    likeness["render_distance"][m].append(ev.render_distances(model, images, lms))
+            # priors kept: the same frames occluded; the frames of a strong turn (the base model's yaw)
+            occluded = ev.Occluded(test, seed=args.seed)
+            occ = {"base": predict(stage, base_enc, occluded, contour=args.contour),
+                   "person": predict(stage, person_enc, occluded, contour=args.contour)}
+            handle.remove()
+            turns = ev.strong_turns(preds["base"]["yaw_deg"], turn_degrees)
+            for m in ("base", "person"):
+                priors["occluded"][m].append(ev.landmark_errors(occ[m]["landmarks"], occ[m]["labels"])["overall"])
+                priors["turn"][m].append(ev.landmark_errors(preds[m]["landmarks"][turns], preds[m]["labels"][turns])["overall"]
+                                         if len(turns) else np.zeros(0))
+            priors["turn"]["yaw_deg"].append(preds["base"]["yaw_deg"][turns])
+            from facetwin.outputs import write_image
+
+            faces = stage.coarse.head_model.faces
+            if args.picture and f == 0:
+                write_image(args.picture, comparison_picture(test, preds, faces, photo=args.picture_background == "photo"))
+            if args.priors_picture and f == 0:
+                write_image(args.priors_picture, priors_picture(test, preds, occluded, occ, turns, faces,
+                                                                photo=args.picture_background == "photo"))
             prep_share = prepare_seconds * len(train_keys) / max(1, len(keys))  # preparing its training frames
             row = {"fold": f, "train_frames": len(train_keys), "test_frames": len(test_keys), "steps": summary["steps"],
-                   "stop_reason": summary["stop_reason"], "personalize_seconds": round(summary["seconds"] + prep_share, 1),
+                   "stop_reason": summary["stop_reason"], "unreliable_dropped": summary["frames"].get("unreliable_dropped", 0),
+                   "personalize_seconds": round(summary["seconds"] + prep_share, 1),
                    "train_seconds": summary["train_seconds"]}
             for m, p in preds.items():
                 e = ev.landmark_errors(p["landmarks"], p["labels"])
@@ -157,6 +207,14 @@ def run(args) -> dict:
             if args.per_frame:
                 row["per_frame"] = {k: v.tolist() for k, v in errors.items()}
             result[m] = row
+        result["priors"] = ev.priors_summary(priors, turn_degrees)
+        if not args.no_likeness:
+            result["likeness"] = ev.likeness_summary(likeness)
+            for m in ("base", "person"):
+                result[f"render_distance_{m}"] = result["likeness"][f"render_distance_{m}"]
+        for what in ("occluded", "turn"):
+            for m in ("base", "person"):
+                result[f"{what}_nme_{m}"] = result["priors"][what][f"nme_{m}"]
         result["nme_reduction"] = ev.nme_reduction(result["base"]["nme_overall"], result["person"]["nme_overall"])
         result["nme_reduction_per_frame_beta"] = ev.nme_reduction(result["base"]["nme_overall"], result["person_per_frame_beta"]["nme_overall"])
         result["personalize_seconds"] = float(np.mean([r["personalize_seconds"] for r in fold_rows]))
@@ -167,24 +225,51 @@ def run(args) -> dict:
         result["folds"] = fold_rows
         if args.picture:
             result["picture"] = str(args.picture)
+        if args.priors_picture:
+            result["priors_picture"] = str(args.priors_picture)
         return result
     finally:
         if tmp is not None:
             tmp.cleanup()
 
 
+def priors_picture(test, preds: dict, occluded, occ: dict, turns: np.ndarray, faces, size: int = 256,
+                   photo: bool = True) -> np.ndarray:
+    """Base vs person where the priors matter: the test frame whose occluder hides most of the
+    annotator's points, and the most turned test frame (if any)."""
+    from facetwin.evaluation.person import occluded_points
+
+    most_hidden = int(np.argmax([occluded_points(occluded[i]) for i in range(len(occluded))]))
+    rows = comparison_rows(occluded, occ, faces, [most_hidden], size, photo, label="occluded")
+    if len(turns):
+        most = int(turns[np.argmax(np.abs(preds["base"]["yaw_deg"][turns]))])
+        rows += comparison_rows(test, preds, faces, [most], size, photo,
+                                label=f"yaw {preds['base']['yaw_deg'][most]:+.0f} deg")
+    from facetwin.rendering.visualize import image_grid
+
+    return image_grid(rows, columns=3)
+
+
 def comparison_picture(test, preds: dict, faces, rows: int = 3, size: int = 256, photo: bool = True) -> np.ndarray:
     """Rows of test frames (evenly spaced): the crop with the annotator's labels (green), the
     base model and the person model (shaded mesh over the crop, projected landmarks red).
     ``photo=False``: on grey instead of the frame."""
+    from facetwin.rendering.visualize import image_grid
+
+    n = len(test)
+    picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(rows, n))})
+    return image_grid(comparison_rows(test, preds, faces, picks, size, photo), columns=3)
+
+
+def comparison_rows(test, preds: dict, faces, picks: list[int], size: int = 256, photo: bool = True,
+                    label: str = "annotator labels") -> list[np.ndarray]:
+    """Tiles (3 per frame in ``picks``): the frame with the labels, base, person."""
     import torch
     import torch.nn.functional as F
     from PIL import Image, ImageDraw
 
-    from facetwin.rendering.visualize import draw_landmarks, image_grid, shaded_overlay
+    from facetwin.rendering.visualize import draw_landmarks, shaded_overlay
 
-    n = len(test)
-    picks = sorted({int(round(i)) for i in np.linspace(0, n - 1, min(rows, n))})
     tiles = []
     for i in picks:
         img = test[i]["image"][None]
@@ -193,6 +278,9 @@ def comparison_picture(test, preds: dict, faces, rows: int = 3, size: int = 256,
         big = F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False)[0]
         if not photo:
             big = torch.full_like(big, 0.25)
+            if "occluder" in test[i]:  # where the occluder is, as a flat patch (no pixel of the frame)
+                occ = F.interpolate(test[i]["occluder"][None], size=(size, size), mode="nearest")[0]
+                big = torch.where(occ > 0, torch.tensor([0.2, 0.35, 0.6])[:, None, None], big)
         labels = preds["base"]["labels"][i] * f
         row = [draw_landmarks(big, gt=labels, radius=2.0)]
         for m in ("base", "person"):
@@ -200,7 +288,7 @@ def comparison_picture(test, preds: dict, faces, rows: int = 3, size: int = 256,
             ov = shaded_overlay(big, torch.from_numpy(p["vertices"][i])[None], torch.as_tensor(faces),
                                 torch.tensor([p["scale_px"][i] * f]), torch.from_numpy(p["translation_px"][i] * f)[None], opacity=0.5)
             row.append(draw_landmarks(ov, pred=p["landmarks"][i] * f, gt=labels, radius=2.0))
-        for j, (tile, title) in enumerate(zip(row, ("annotator labels", "base", "person"))):
+        for j, (tile, title) in enumerate(zip(row, (label, "base", "person"))):
             pil = Image.fromarray(np.ascontiguousarray(tile))
             d = ImageDraw.Draw(pil)
             nme = ""
@@ -212,4 +300,4 @@ def comparison_picture(test, preds: dict, faces, rows: int = 3, size: int = 256,
             d.rectangle([0, 0, size, 16], fill=(0, 0, 0))
             d.text((4, 2), title + nme, fill=(255, 255, 255))
             tiles.append(np.asarray(pil))
-    return image_grid(tiles, columns=3)
+    return tiles

@@ -139,7 +139,6 @@ class FaceTwin:
             from facetwin.models.person import load_person
 
             self.person = load_person(person, self.model.encoder, resolve_checkpoint(model_file))
-            self.model.identity_fixed = True  # the person's one β replaces the identity head's per-image one
 
     @torch.no_grad()
     def reconstruct_crop(self, crop: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:

@@ -111,7 +111,6 @@ class CoarseModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.identity_head = identity_head
-        self.identity_fixed = False   # a person model with one β: the identity head is not used
         self.head_model = head_model
         self.albedo_model = albedo_model
         self.renderer = None
@@ -253,6 +252,12 @@ class CoarseModel(nn.Module):
         :data:`IDENTITY_INPUT_SIZE` with an identity head (the encoder resizes them itself)."""
         return IDENTITY_INPUT_SIZE if self.identity_head is not None else self.encoder.image_size
 
+    @property
+    def uses_identity_head(self) -> bool:
+        """An identity head, and no person β fixed on the encoder (:func:`facetwin.models.person.fix_shape`):
+        a person model has one β for every image, the head's per-image correction is not added."""
+        return self.identity_head is not None and getattr(self.encoder, "fixed_shape", None) is None
+
     def descriptor(self) -> nn.Module:
         """dlib's frozen face descriptor (shared, not part of this model's state)."""
         from facetwin.losses.identity import default_descriptor
@@ -307,7 +312,7 @@ class CoarseModel(nn.Module):
     def predict(self, images: torch.Tensor) -> CoarseParams:
         """(B, 3, H, W) crops in [0, 1] → parameters (the encoder, then the identity head)."""
         params = self.encoder(self.encoder_input(images))
-        if self.identity_head is None or self.identity_fixed:
+        if not self.uses_identity_head:
             return params
         desc, l2d = self.identity_descriptor(params, images)
         return self.with_identity(params, self.identity_head(desc), l2d, images.shape[-1])

@@ -17,10 +17,16 @@ Coarse encoder ``inference`` properties (read by :func:`facetwin.models.coarse.l
 ``input_size`` (crop side in pixels the encoder takes), ``crop`` (``scale``: crop side / landmark
 box side, ``shift_up``: centre above the box centre, in box heights — the data pipeline's
 ``crop_square``), ``contour`` (the 68-point contour convention the model was trained with).
+
+Person files (``NAME.facetwin``, kind :data:`PERSON`, :mod:`facetwin.models.person`) are model
+files too: the person-specific parameters on top of one base model, whose SHA-256
+(:func:`file_sha256`) their header names; written without a sidecar (``NAME.json`` beside a
+user's file could be theirs).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -30,9 +36,12 @@ from facetwin.errors import FacetwinError
 
 COARSE_ENCODER = "coarse-encoder"
 VIT = "vit"
+PERSON = "person"
 # kind -> current version. A newer file than this code, or a kind nobody reads, is refused.
-FORMATS = {COARSE_ENCODER: 3, VIT: 1}  # coarse-encoder/3: an optional identity head (identity_head.*)
+FORMATS = {COARSE_ENCODER: 3, VIT: 1, PERSON: 1}  # coarse-encoder/3: an optional identity head (identity_head.*)
 HEADER_KEY = "facetwin"
+# how error messages name a file of a kind that is not a network (default: "(<kind>) model file")
+_KIND_NAMES = {PERSON: "person file"}
 
 
 def format_name(kind: str) -> str:
@@ -57,13 +66,23 @@ def sidecar_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def write_model_file(path: str | Path, state: dict[str, torch.Tensor], kind: str, meta: dict,
-                     dtype: torch.dtype = torch.float16) -> Path:
-    """Write ``state`` (float tensors as ``dtype``) + ``meta`` (its ``format`` is set from ``kind``).
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes: what a person file records of its base model."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
-    The safetensors file carries the metadata in its header; the JSON sidecar is written after it,
-    from the same dict, so a crash can only leave an older sidecar next to a newer model, never a
-    model file without its metadata.
+
+def write_model_file(path: str | Path, state: dict[str, torch.Tensor], kind: str, meta: dict,
+                     dtype: torch.dtype = torch.float16, exact: tuple[str, ...] = (), sidecar: bool = True) -> Path:
+    """Write ``state`` (float tensors as ``dtype``, those named in ``exact`` as they are) +
+    ``meta`` (its ``format`` is set from ``kind``).
+
+    The safetensors file carries the metadata in its header; the JSON sidecar (``sidecar``) is
+    written after it, from the same dict, so a crash can only leave an older sidecar next to a
+    newer model, never a model file without its metadata.
     """
     from safetensors.torch import save
 
@@ -72,9 +91,11 @@ def write_model_file(path: str | Path, state: dict[str, torch.Tensor], kind: str
     path = Path(path)
     meta = {"format": format_name(kind), **{k: v for k, v in meta.items() if k != "format"}}
     header = dumps_json(meta)
-    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous() for k, v in state.items()}
+    tensors = {k: v.detach().to("cpu", dtype if v.is_floating_point() and k not in exact else v.dtype).contiguous()
+               for k, v in state.items()}
     write_bytes(path, save(tensors, metadata={HEADER_KEY: header}))
-    write_text(sidecar_path(path), json.dumps(json.loads(header), indent=2) + "\n")
+    if sidecar:
+        write_text(sidecar_path(path), json.dumps(json.loads(header), indent=2) + "\n")
     return path
 
 
@@ -100,18 +121,18 @@ def read_model_file(path: str | Path, kind: str | None = None) -> tuple[dict[str
     """
     from safetensors import safe_open
 
-    path = _existing(path)
+    path = _existing(path, kind)
     try:
         with safe_open(str(path), framework="pt") as fh:
             raw = (fh.metadata() or {}).get(HEADER_KEY)
             state = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as exc:
-        raise FacetwinError(f"cannot read model file {path.name}: not a safetensors file ({_first_line(exc)})") from None
-    meta = upgrade(_decode(path, raw))
-    if kind is not None:
-        found, _ = parse_format(meta.get("format", ""))
-        if found != kind:
-            raise FacetwinError(f"{path.name} is not a facetwin {kind} model file (format {meta.get('format')!r})")
+    except Exception as exc:  # e.g. a truncated file
+        raise FacetwinError(f"cannot read {_KIND_NAMES.get(kind, 'model file')} {path.name}: not a complete safetensors file ({_first_line(exc)})") from None
+    meta = _decode(path, raw, kind)
+    found = parse_format(meta.get("format", ""))[0]
+    if kind is not None and found in FORMATS and found != kind:  # another known kind: name what was expected
+        raise FacetwinError(f"{path.name} is not a facetwin {kind_name(kind)} (format {meta.get('format')!r})")
+    meta = upgrade(meta)  # an unknown format or a newer version is refused here
     bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:
         raise FacetwinError(f"{path.name} holds NaN or infinite weights (in {bad}): the model is damaged, not usable")
@@ -147,16 +168,21 @@ def coarse_inference_properties(input_size: int, contour: str) -> dict:
             "crop": {"scale": float(DEFAULT_SCALE), "shift_up": float(DEFAULT_SHIFT_UP)}}
 
 
-def _existing(path) -> Path:
+def _existing(path, kind: str | None = None) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise FacetwinError(f"model file not found: {path}")
+        raise FacetwinError(f"{_KIND_NAMES.get(kind, 'model file')} not found: {path}")
     return path
 
 
-def _decode(path: Path, raw: str | None) -> dict:
+def kind_name(kind: str) -> str:
+    """How messages name a file of ``kind``."""
+    return _KIND_NAMES.get(kind, f"{kind} model file")
+
+
+def _decode(path: Path, raw: str | None, kind: str | None = None) -> dict:
     if raw is None:
-        raise FacetwinError(f"{path.name} is not a facetwin model file (no '{HEADER_KEY}' metadata in its header)")
+        raise FacetwinError(f"{path.name} is not a facetwin {_KIND_NAMES.get(kind, 'model file')} (no '{HEADER_KEY}' metadata in its header)")
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError:

@@ -5,7 +5,9 @@ parameters: a Houlsby adapter in every transformer block and the layer norms of 
 encoder's ``transfer_parameters()``, :func:`facetwin.networks.adapters.transfer_parameters`;
 the coarse encoder has no learnable latent and no layer norm outside its ViT). The file holds only those
 (safetensors, **fp16**, ~0.3 MB for ViT-Tiny at adapter width 32 — 2.9 % of the 11 MB base), the
-person's identity β (the mean over the training frames, and its spread) and a JSON header::
+person's identity β (the mean over the training frames, and its spread) and a JSON header. It is
+a model file of kind ``person`` (:mod:`facetwin.models.files`: the one writer and reader of model
+files — atomic write, fp16, refusal of a truncated, NaN-holding, foreign or newer file)::
 
     format            "facetwin-person/1"
     base_sha256       SHA-256 of the base encoder file it was trained on (checked on load)
@@ -22,8 +24,6 @@ adapter.down.weight``, ``vit.blocks.3.norm1.weight``, ``vit.norm.bias`` ...) and
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +31,11 @@ import torch
 from torch import nn
 
 from facetwin.errors import FacetwinError
+from facetwin.models import files
+from facetwin.models.files import file_sha256  # noqa: F401  (re-exported: what a person file records of its base)
 from facetwin.networks.adapters import add_adapters
 
-FORMAT = "facetwin-person/1"
+FORMAT = files.format_name(files.PERSON)  # "facetwin-person/1"
 SUFFIX = ".facetwin"
 BETA_MEAN, BETA_STD = "person.beta_mean", "person.beta_std"
 STORE_DTYPE = torch.float16
@@ -64,14 +66,6 @@ class PersonFile:
                 "neutral_rms_mm": self.meta.get("neutral_rms_mm")}
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def person_parameter_names(encoder: nn.Module) -> list[str]:
     """Encoder state-dict names of the parameters person-specific transfer trains."""
     ids = {id(p) for p in encoder.transfer_parameters()}
@@ -98,44 +92,29 @@ def person_state(encoder: nn.Module) -> dict[str, torch.Tensor]:
 
 def write_person(path: str | Path, state: dict[str, torch.Tensor], beta_mean: torch.Tensor, beta_std: torch.Tensor,
                  meta: dict) -> Path:
-    """Write a person file atomically (:mod:`facetwin.outputs`); tensors stored as fp16."""
-    from safetensors.torch import save
-
-    from facetwin.outputs import write_bytes
-
+    """Write a person file (a model file of kind ``person``, atomically, no sidecar); the person
+    parameters stored as fp16, the identity as fp32."""
     if "base_sha256" not in meta or "adapter_width" not in meta:
         raise ValueError("person metadata needs base_sha256 and adapter_width")
-    tensors = {k: v.detach().to("cpu", STORE_DTYPE).contiguous() for k, v in state.items()}
-    tensors[BETA_MEAN] = beta_mean.detach().to("cpu", torch.float32).reshape(-1).contiguous()
-    tensors[BETA_STD] = beta_std.detach().to("cpu", torch.float32).reshape(-1).contiguous()
-    header = {"format": FORMAT, "dtype": "float16", **meta}
-    return write_bytes(path, save(tensors, metadata={"facetwin": json.dumps(header)}))
+    tensors = dict(state)
+    tensors[BETA_MEAN] = beta_mean.detach().to(torch.float32).reshape(-1)
+    tensors[BETA_STD] = beta_std.detach().to(torch.float32).reshape(-1)
+    return files.write_model_file(path, tensors, files.PERSON, {"dtype": "float16", **meta}, dtype=STORE_DTYPE,
+                                  exact=(BETA_MEAN, BETA_STD), sidecar=False)
 
 
 def read_person(path: str | Path) -> PersonFile:
-    """Read a person file; FacetwinError (one line) for a missing, foreign or corrupt file."""
-    from safetensors import safe_open
-
+    """Read a person file; FacetwinError (one line) for a missing, truncated, foreign, newer or
+    NaN-holding file (:func:`facetwin.models.files.read_model_file`) or one without its identity."""
+    tensors, meta = files.read_model_file(path, files.PERSON)
     path = Path(path)
-    if not path.is_file():
-        raise FacetwinError(f"person file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get("facetwin")
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as exc:
-        raise FacetwinError(f"cannot read person file {path.name}: not a safetensors file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    try:
-        meta = json.loads(raw) if raw else {}
-    except json.JSONDecodeError:
-        meta = {}
-    if meta.get("format") != FORMAT:
-        raise FacetwinError(f"{path.name} is not a facetwin person file (format {meta.get('format')!r}; make one with `facetwin personalize`)")
     if BETA_MEAN not in tensors or BETA_STD not in tensors:
         raise FacetwinError(f"{path.name} is a damaged person file (no identity)")
-    beta_mean, beta_std = tensors.pop(BETA_MEAN).float(), tensors.pop(BETA_STD).float()
-    state = {k: v.float() for k, v in tensors.items()}
-    return PersonFile(state, beta_mean, beta_std, meta, path)
+    for key in ("base_sha256", "adapter_width"):
+        if key not in meta:
+            raise FacetwinError(f"{path.name} is a damaged person file (no {key} in its header)")
+    beta_mean, beta_std = tensors.pop(BETA_MEAN), tensors.pop(BETA_STD)
+    return PersonFile(tensors, beta_mean, beta_std, meta, path)
 
 
 def check_base(person: PersonFile, base_path: str | Path) -> None:
@@ -176,8 +155,21 @@ def attach_person(encoder: nn.Module, person: PersonFile, fix_identity: bool = T
     return fix_shape(encoder, person.beta_mean)
 
 
-def fix_shape(encoder: nn.Module, beta: torch.Tensor):
-    """Forward hook replacing the encoder's per-image β (B, n_shape) by ``beta`` (n_shape,)."""
+class _FixedShape:
+    """The handle of :func:`fix_shape`: ``remove()`` gives the per-image β back."""
+
+    def __init__(self, encoder: nn.Module, hook):
+        self.encoder, self.hook = encoder, hook
+
+    def remove(self) -> None:
+        self.hook.remove()
+        self.encoder.fixed_shape = None
+
+
+def fix_shape(encoder: nn.Module, beta: torch.Tensor) -> _FixedShape:
+    """Forward hook replacing the encoder's per-image β (B, n_shape) by ``beta`` (n_shape,).
+    While it is on, ``encoder.fixed_shape`` is that β, and a coarse model does not add its
+    identity head's per-image correction (:meth:`facetwin.models.coarse.CoarseModel.predict`)."""
     ref = next(encoder.parameters())
     beta = beta.detach().to(ref.device, torch.float32)
 
@@ -185,7 +177,8 @@ def fix_shape(encoder: nn.Module, beta: torch.Tensor):
         params.shape = beta.to(params.shape.dtype).expand_as(params.shape).clone()
         return params
 
-    return encoder.register_forward_hook(hook)
+    encoder.fixed_shape = beta
+    return _FixedShape(encoder, encoder.register_forward_hook(hook))
 
 
 def load_person(path: str | Path, encoder: nn.Module, base_path: str | Path, fix_identity: bool = True) -> PersonFile:

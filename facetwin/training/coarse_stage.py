@@ -173,10 +173,9 @@ class CoarseStage(Stage):
         images = batch["image"].float()
         with self.autocast():
             params = model(self.coarse.encoder_input(images))
-        head = self.coarse.identity_head
-        if head is not None and not self.coarse.identity_fixed:  # a frozen identity head (from the init model file)
+        if self.coarse.uses_identity_head:  # a frozen identity head (from the init model file)
             desc, l2d = self.coarse.identity_descriptor(params, images)
-            params = self.coarse.with_identity(params, head(desc), l2d, images.shape[-1])
+            params = self.coarse.with_identity(params, self.coarse.identity_head(desc), l2d, images.shape[-1])
         return self.coarse.loss_inputs(params, batch, self.weights, with_render=with_render)
 
     def training_step(self, model, batch, step):

@@ -51,12 +51,14 @@ def predict(stage: CoarseStage, encoder, dataset: Dataset, batch_size: int = 16,
 
     Returns landmarks (N, 68, 2) as ``CoarseModel.image_landmarks(contour=...)`` places them,
     the labels (N, 68, 2), both in crop pixels, β (N, n_shape), the posed mesh (``vertices`` (N, V, 3)
-    metres, ``scale_px`` (N,), ``translation_px`` (N, 2) in crop pixels) and, with ``render``, the
+    metres, ``scale_px`` (N,), ``translation_px`` (N, 2) in crop pixels), the head's ``yaw_deg`` (N,)
+    (:func:`facetwin.geometry.rotation.head_yaw`, degrees) and, with ``render``, the
     per-frame photometric error (N,) (mean absolute RGB error in [0, 1] over the skin the render
     covers, as L_pho)."""
+    from facetwin.geometry.rotation import head_yaw
     from facetwin.losses.photometric import photometric_loss, photometric_mask
 
-    preds, labels, betas, photo, verts, scales, trans = [], [], [], [], [], [], []
+    preds, labels, betas, photo, verts, scales, trans, yaws = [], [], [], [], [], [], [], []
     was = encoder.training
     encoder.eval()
     dev = next(encoder.parameters()).device
@@ -70,13 +72,15 @@ def predict(stage: CoarseStage, encoder, dataset: Dataset, batch_size: int = 16,
         verts.append(geo.vertices.float().cpu().numpy())
         scales.append(geo.scale_px.float().cpu().numpy())
         trans.append(geo.translation_px.float().cpu().numpy())
+        yaws.append(np.degrees(head_yaw(geo.params.pose.float()).cpu().numpy()))
         if render and inputs.render is not None:
             mask = photometric_mask(inputs.render_mask, inputs.skin_mask)
             photo += [float(photometric_loss(inputs.render[i:i + 1], inputs.image[i:i + 1], mask[i:i + 1]))
                       for i in range(len(items))]
     encoder.train(was)
     out = {"landmarks": np.concatenate(preds), "labels": np.concatenate(labels), "beta": np.concatenate(betas),
-           "vertices": np.concatenate(verts), "scale_px": np.concatenate(scales), "translation_px": np.concatenate(trans)}
+           "vertices": np.concatenate(verts), "scale_px": np.concatenate(scales), "translation_px": np.concatenate(trans),
+           "yaw_deg": np.concatenate(yaws)}
     if photo:
         out["photometric"] = np.asarray(photo)
     return out
@@ -213,7 +217,7 @@ class PersonStage(CoarseStage):
 def person_meta(base_path: Path, head_model: str, adapter_width: int, config: dict, step: int, seconds: float,
                 frames: dict, neutral_rms_mm: float | None = None, command: str | None = None, extra: dict | None = None) -> dict:
     """The person file's header (see :mod:`facetwin.models.person`)."""
-    from facetwin.models.person import file_sha256
+    from facetwin.models.files import file_sha256
 
     return {"base_sha256": file_sha256(base_path), "base_checkpoint": Path(base_path).name, "head_model": head_model,
             "adapter_width": int(adapter_width), "frames": frames, "steps": int(step), "training_seconds": round(float(seconds), 2),

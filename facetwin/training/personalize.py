@@ -23,6 +23,20 @@ from facetwin.errors import FacetwinError
 
 VAL_FRACTION = 0.1      # held-out share of the person's frames (early stopping)
 MIN_FRAMES_FOR_VAL = 5  # fewer frames: no held-out split (stop on the budget / steps)
+MIN_RELIABILITY = 0.0   # train only on frames whose automatic labels are at least this reliable
+MIN_KEPT = 3            # ... unless that leaves fewer frames than this: then the most reliable ones
+
+
+def reliable(reliability: list[float], threshold: float, min_kept: int = MIN_KEPT) -> list[int]:
+    """Indices of the frames whose label reliability (the annotator's score, 0–1) is at least
+    ``threshold``; if fewer than ``min_kept`` (or all, if fewer frames) pass, the most reliable
+    ``min_kept`` instead. Order kept."""
+    r = np.asarray(reliability, np.float64)
+    keep = np.flatnonzero(r >= threshold)
+    need = min(min_kept, len(r))
+    if len(keep) < need:
+        keep = np.sort(np.argsort(-r, kind="stable")[:need])
+    return keep.tolist()
 
 
 def prepare_person(inputs: list[str], out_dir: Path, max_frames: int = 120, fps: float = 5.0, size: int = 224,
@@ -83,6 +97,7 @@ def base_config(meta: dict, base_path: Path, prepared: Path, run_dir: Path):
     m.pretrained, m.init_checkpoint = "", str(base_path)
     d = cfg.data
     d.root, d.identity_batches, d.oversample = str(prepared), False, {}
+    d.crop_size = int(meta["inference"]["input_size"])  # 224 with an identity head: its face chip at native resolution
     cfg.render.landmark_only_steps = 0
     cfg.eval.helen = ""
     o = cfg.optim
@@ -113,14 +128,16 @@ def split_held_out(keys: list[str], seed: int = 0) -> tuple[list[int], list[int]
 def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | None = None,
                 minutes: float = 3.0, started: float | None = None, max_steps: int = 2000, adapter_width: int = 32,
                 batch_size: int = 8, threads: int = 1, seed: int = 0, work_dir: Path | None = None, resume: bool = False,
-                command: str = "", progress: bool = True, lr: float = 3e-3, augment: bool = False) -> tuple[dict, object]:
+                command: str = "", progress: bool = True, lr: float = 3e-3, augment: bool = False,
+                min_reliability: float = MIN_RELIABILITY) -> tuple[dict, object]:
     """Train the person's adapters (on the base encoder file ``base_path``) on the prepared crops in ``prepared`` (only ``keys`` when
     given) and write the person file ``out``. ``started``: ``time.time()`` when the user's budget
     began (default now); the training stops at ``started + 60 · minutes`` less a reserve for
     the final pass. Returns (summary, the stage) — the summary only on the main process."""
     from facetwin.data.prepared import PreparedDataset
     from facetwin.models import files
-    from facetwin.models.person import file_sha256, person_state, write_person
+    from facetwin.models.files import file_sha256
+    from facetwin.models.person import person_state, write_person
     from facetwin.training.config import to_dict
     from facetwin.training.engine import Trainer
     from facetwin.training.person_stage import PersonSettings, PersonStage, person_meta
@@ -155,6 +172,10 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
         chosen = list(range(len(plain.keys)))
     if not chosen:
         raise FacetwinError("no face found in the inputs (nothing to personalise on)")
+    n_given = len(chosen)
+    # frames whose automatic labels are unreliable (strong turns, blur: the annotator's own score)
+    # teach the adapters the annotator's mistakes; the test frames are not filtered
+    chosen = [chosen[i] for i in reliable([plain.records[i].get("reliability", 1.0) for i in chosen], min_reliability)]
     tr, va = split_held_out([plain.keys[i] for i in chosen], seed)
     if not va:
         import warnings
@@ -172,7 +193,7 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     stage = PersonStage(cfg, settings, Subset(train_aug, train_idx), Subset(plain, val_idx) if val_idx else None,
                         identity_set=Subset(plain, chosen), deadline=deadline, progress=progress)
     config = to_dict(cfg)
-    config["person"] = {"adapter_width": adapter_width, "minutes": minutes}
+    config["person"] = {"adapter_width": adapter_width, "minutes": minutes, "min_reliability": min_reliability}
     config["command"] = command
     # the run folder (``work_dir/run``) belongs to this person file: a new personalisation replaces
     # the run in it (the prepared frames beside it are kept); ``resume`` continues it instead
@@ -188,7 +209,7 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     stage.use_best()
     ident = stage.identity()
     seconds = time.time() - started
-    frames = {"train": len(train_idx), "held_out": len(val_idx), "total": len(chosen)}
+    frames = {"train": len(train_idx), "held_out": len(val_idx), "total": len(chosen), "unreliable_dropped": n_given - len(chosen)}
     pmeta = person_meta(base_path, stage.coarse.head_model.name, adapter_width, config, step=result["step"], seconds=seconds,
                         frames=frames, neutral_rms_mm=ident["neutral_rms_mm"], command=command,
                         extra={"best_step": stage.best_step, "held_out_nme": None if math.isinf(stage.best_val) else stage.best_val,
