@@ -137,7 +137,8 @@ def test_model_file_round_trip_with_an_identity_head(coarse, params, tmp_path):
     torch.testing.assert_close(q.shape, expect.shape, rtol=0, atol=2e-2)  # fp16 weights in the file
     assert float((q.shape - p.shape).abs().max()) > 0.1  # the head really acts
     # a model file without a head loads without one, as before
-    assert load_coarse_model()[0].identity_head is None
+    plain = export_encoder(coarse.encoder, tmp_path / "plain.safetensors", "open")
+    assert load_coarse_model(plain)[0].identity_head is None and files.read_metadata(plain)["inference"]["input_size"] == 128
     # a head whose description does not fit its tensors is one clear error
     state, meta = files.read_model_file(path)
     files.write_model_file(tmp_path / "bad.safetensors", state, files.COARSE_ENCODER, {**meta, "identity_head": {**meta["identity_head"], "hidden": 8}})
