@@ -230,3 +230,22 @@ def test_a_coarse_run_from_a_model_with_an_identity_head_keeps_it_frozen(prepare
         torch.testing.assert_close(tr.stage.coarse.predict(batch["image"].float()).shape, geo.params.shape, rtol=0, atol=1e-3)
     out, _ = load_coarse_model(tmp_path / "c" / "export" / "coarse_encoder.safetensors")
     assert out.identity_head is not None
+
+
+def test_a_person_beta_replaces_the_heads_correction(params):
+    """A person model has one β for every image: with the person's β fixed on the encoder the
+    identity head adds nothing; removing it gives the per-image β back."""
+    from facetwin.models.person import fix_shape
+
+    model = load_coarse_model()[0]
+    assert model.identity_head is not None  # the shipped model has one
+    _, images = params
+    beta = torch.linspace(-1, 1, model.encoder.layout.n_shape)
+    handle = fix_shape(model.encoder, beta)
+    with torch.no_grad():
+        fixed = model.predict(images).shape
+    handle.remove()
+    with torch.no_grad():
+        free = model.predict(images).shape
+    torch.testing.assert_close(fixed, beta.expand_as(fixed))
+    assert float((free - beta).abs().max()) > 0.5 and float((free[0] - free[1]).abs().max()) > 0.1
