@@ -30,8 +30,10 @@ from facetwin.errors import FacetwinError
 
 COARSE_ENCODER = "coarse-encoder"
 VIT = "vit"
+DETAIL_UNET = "detail-unet"   # the detail teacher D_UNet (models/detail.py)
+DETAIL_MAE = "detail-mae"     # the detail MAE (models/detail.py)
 # kind -> current version. A newer file than this code, or a kind nobody reads, is refused.
-FORMATS = {COARSE_ENCODER: 2, VIT: 1}
+FORMATS = {COARSE_ENCODER: 2, VIT: 1, DETAIL_UNET: 1, DETAIL_MAE: 1}
 HEADER_KEY = "facetwin"
 
 
