@@ -110,7 +110,7 @@ class DetailTeacherStage(Stage):
         if cfg.model.network != self.network_kind:
             raise FacetwinError(f"'facetwin train {self.name}' trains model.network={self.network_kind}, "
                                 f"the config says {cfg.model.network!r}")
-        self.coarse_file = resolve_model_file(cfg.model.coarse_model) if self._coarse is None else Path(cfg.model.coarse_model)
+        self.coarse_file = resolve_model_file(cfg.model.coarse_model)  # its SHA-256 goes into the model file
         coarse = self._coarse if self._coarse is not None else load_coarse_model(self.coarse_file)[0]
         albedo = self._albedo if self._albedo is not None else load_albedo("open")
         net_cfg = cfg.model.unet if self.network_kind == "unet" else cfg.model.mae
