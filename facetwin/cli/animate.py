@@ -227,10 +227,13 @@ def run(args) -> dict:
             expr_rows.append(expr)
             pose_rows.append(pose)
             valid.append(params is not None)
-            right = fast_overlay(source.image, verts, faces, source.scale, source.translation, source.crop_transform,
-                                 ft.crop_size, opacity=1.0 if source.image.std() < 1 else 0.85)
-            y0, y1, x0, x1 = view
-            right = right[y0:y1, x0:x1] if details is None else details.picture(maps, view)
+            if details is None:
+                right = fast_overlay(source.image, verts, faces, source.scale, source.translation, source.crop_transform,
+                                     ft.crop_size, opacity=1.0 if source.image.std() < 1 else 0.85)
+                y0, y1, x0, x1 = view
+                right = right[y0:y1, x0:x1]
+            else:  # shading with the frame's detail normals: the wrinkles show
+                right = details.picture(maps, view)
             left = rgb if params is not None else label_frame(rgb, "no face: holding the last expression")
             pic = side_by_side(left, right, min(512, max(256, rgb.shape[0] // 2 * 2)))
             if writer is None:

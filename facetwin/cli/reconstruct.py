@@ -59,8 +59,15 @@ def add_detail_flag(p) -> None:
 
 
 def detail_option(value):
-    """The FaceTwin ``detail`` argument of a ``--detail`` value (None for 'none')."""
-    return None if value in (None, "", "none", "off") else value
+    """The FaceTwin ``detail`` argument of a ``--detail`` value (None for 'none', and for 'default'
+    when no detail model is shipped)."""
+    if value in (None, "", "none", "off"):
+        return None
+    if value == "default":
+        from facetwin.models.detail import DEFAULT_MODEL_FILE
+
+        return value if DEFAULT_MODEL_FILE.is_file() else None
+    return value
 
 
 def _positive(value, option: str, kind=float):
