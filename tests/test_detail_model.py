@@ -14,9 +14,10 @@ import torch
 from facetwin.evaluation.synthetic_details import known_answer_fit
 
 ASTRONAUT = Path(__file__).resolve().parents[1] / "facetwin" / "assets" / "astronaut.png"
-# a small known-answer problem: 128² maps and renders (lines 0.04 UV ≈ 5 texels apart), 4 training
-# and 2 unseen test renders (at 64², lines 0.08 apart, 60 steps, the teacher's correlation was 0.16)
-KA = dict(size=128, spacing=0.04, train_batch=4, test_batch=2)
+# the known-answer problem of docs/detail.md: 128² maps and renders (lines 0.04 UV ≈ 5 texels apart),
+# 8 training and 4 unseen test brow raises of strength 0.2–1. Smaller problems did not learn in this
+# budget (64² with lines 0.08 apart: teacher correlation 0.16; 4 training renders of 0–1: 0.13).
+KA = dict(size=128, spacing=0.04, train_batch=8, test_batch=4, strength=(0.2, 1.0))
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def coarse():
 @pytest.fixture(scope="module")
 def teacher_fit():
     torch.manual_seed(0)
-    fit = known_answer_fit("unet", steps=40, lr=3e-3, **KA)
+    fit = known_answer_fit("unet", steps=60, lr=3e-3, **KA)
     print("\nknown answer, UNet:", fit["test"], "photometric", fit["loss"][0], "->", fit["loss"][-1])
     return fit
 
@@ -50,8 +51,8 @@ def test_known_answer_unet_teacher_recovers_the_forehead_lines(teacher_fit):
     correlates with the true forehead lines and the detail normals are closer to the truth than
     the coarse (D = 0) normals."""
     te = teacher_fit["test"]
-    assert te["correlation"] > 0.6, te
-    assert te["angle_deg"] < 0.8 * te["angle_coarse_deg"], te
+    assert te["correlation"] > 0.8, te                            # measured 0.896 (docs/detail.md)
+    assert te["angle_deg"] < 0.6 * te["angle_coarse_deg"], te      # measured 0.55° vs 1.21°
     loss = teacher_fit["loss"]
     assert loss[-1] < 0.7 * loss[0]
 
@@ -127,7 +128,8 @@ def test_detail_model_maps_on_a_real_photo(coarse):
     assert torch.allclose(moved, d_v[:, None] * geo.normals[0], atol=1e-7)
     # the photometric error: the coarse figure does not depend on the network; both are positive
     e = m.photometric_errors(x)
-    assert 0 < float(e["coarse"]) < 0.3 and float(e["detail"]) > 0 and float(e["mask_pixels"]) > 500
+    # (grey render, no albedo model here: the error is large but finite)
+    assert 0 < float(e["coarse"]) < 1 and 0 < float(e["detail"]) < 1 and float(e["mask_pixels"]) > 500
 
 
 @pytest.fixture(scope="module")

@@ -31,25 +31,29 @@ def _model(detail_file):
     return DetailModel(coarse, net, cfg.map_size, cfg.image_size).eval(), "untrained default"
 
 
-def _time(model, x, repeats: int) -> tuple[float, float]:
-    """(median ms of coarse + detail, median ms of the coarse part alone)."""
+def _time(model, x, repeats: int) -> tuple[float, float, float, float]:
+    """(median wall ms of coarse + detail, median wall ms of the coarse part alone, best wall ms,
+    median process CPU ms of coarse + detail). On a shared machine the best wall time and the CPU
+    time (summed over threads) are the steadier figures."""
+    import statistics
+
     import torch
 
     with torch.no_grad():
         for _ in range(3):
             model(x)
-        total, coarse = [], []
+        total, coarse, cpu = [], [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             geo = model.coarse_geometry(x)
             t1 = time.perf_counter()
             model.maps(x, geo)
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
             coarse.append(t1 - t0)
             total.append(t2 - t0)
-    total.sort()
-    coarse.sort()
-    return total[len(total) // 2] * 1000, coarse[len(coarse) // 2] * 1000
+            cpu.append(c2 - c0)
+    m = lambda v: 1000 * statistics.median(v)  # noqa: E731
+    return m(total), m(coarse), 1000 * min(total), m(cpu)
 
 
 def measure(args) -> dict:
@@ -68,10 +72,12 @@ def measure(args) -> dict:
             by[n] = _time(model, x, repeats)
     finally:
         torch.set_num_threads(requested)
-    ms, coarse_ms = _time(model, x, repeats)
+    ms, coarse_ms, best_ms, cpu_ms = _time(model, x, repeats)
     net = model.network
     return {"network": f"detail {model.kind} {model.map_size}² maps, {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters",
             "weights": source, "crop": C, "threads": requested, "batch": 1,
             "ms_median": ms, "coarse_ms_median": coarse_ms, "detail_ms_median": ms - coarse_ms, "fps": 1000.0 / ms,
+            "ms_best": best_ms, "fps_best": 1000.0 / best_ms, "cpu_ms_median": cpu_ms,
             "ms_1_thread": by[1][0], "ms_2_threads": by[2][0], "fps_1_thread": 1000.0 / by[1][0], "fps_2_threads": 1000.0 / by[2][0],
-            "detail_ms_2_threads": by[2][0] - by[2][1]}
+            "detail_ms_2_threads": by[2][0] - by[2][1], "ms_best_2_threads": by[2][2], "fps_best_2_threads": 1000.0 / by[2][2],
+            "cpu_ms_median_2_threads": by[2][3]}

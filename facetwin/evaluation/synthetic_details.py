@@ -170,7 +170,8 @@ def score_displacement(pred: torch.Tensor, sample: SyntheticDetailSample, mapper
 
 def known_answer_fit(kind: str = "unet", steps: int = 150, train_batch: int = 8, test_batch: int = 4, size: int = 128,
                      seed: int = 0, lr: float = 3e-3, teacher=None, network=None, progress: bool = False,
-                     spacing: float = 0.04, consistency: bool = True, strength: tuple[float, float] = (0.0, 1.0)) -> dict:
+                     spacing: float = 0.04, consistency: bool = True, strength: tuple[float, float] = (0.2, 1.0),
+                     test_strength: tuple[float, float] | None = None) -> dict:
     """Fit a detail network by shape from shading (L_phoD + 0.02 L_smo through the detail normals
     and the renderer; the MAE also with L_Tchr against ``teacher`` when given) on ``train_batch``
     synthetic brow raises of the open head model with their true geometry, then score it on
@@ -180,7 +181,8 @@ def known_answer_fit(kind: str = "unet", steps: int = 150, train_batch: int = 8,
     ``network`` to fit. The MAE is also fitted with Eq. 7's swap (``consistency``): details decoded
     from another sample's texture (the same neutral identity, another expression and yaw) with this
     sample's tension must render this sample, so D has to follow the tension. ``spacing``: line
-    spacing in UV units; ``strength``: range of the brow raise (0 = neutral, no lines).
+    spacing in UV units; ``strength``: range of the brow raise of the training renders (0 = neutral,
+    no lines), ``test_strength`` of the test renders (default the same).
     Returns ``{"network", "train": {...}, "test": {...}, "loss": [...], "gen", "test_sample"}``.
     """
     from tqdm import tqdm
@@ -207,9 +209,9 @@ def known_answer_fit(kind: str = "unet", steps: int = 150, train_batch: int = 8,
         return (net(tex, vis, s.tension_map) if is_mae else net(tex, vis)) * gen.mapper.mask
 
     with torch.no_grad():
-        # neutral to full brow raises; the test set is unseen (another seed) and shows lines
+        # faint to full brow raises; the test set is unseen (another seed)
         train = gen.brow_raise(batch=train_batch, seed=seed + 1000, strength=strength, spacing=spacing)
-        test = gen.brow_raise(batch=test_batch, seed=seed + 2000, strength=(max(strength[0], 0.4), strength[1]), spacing=spacing)
+        test = gen.brow_raise(batch=test_batch, seed=seed + 2000, strength=test_strength or strength, spacing=spacing)
     tr_in, te_in = prepare(train), prepare(test)
     teacher_d = None
     if teacher is not None:
