@@ -10,6 +10,8 @@
     ft.personalize(["clip.mp4", "photos/"], "me.facetwin", minutes=3)   # a person file
     me = ft.load(person="me.facetwin")                  # the base model with her adapters and β
     ft.animate("photo.jpg", "talk.mp4", "anim")         # mesh sequence, side-by-side MP4, animated GLB
+    model = ft.load(detail="runs/detail_mae")           # with a detail model: face.detail (D, normals, displaced mesh)
+    ft.details_for_expression(face, model, {"browInnerUp": 1.0})   # the same face's wrinkles under another expression
 
 ``face`` is a :class:`facetwin.inference.reconstructor.Reconstruction`: ``face.vertices`` (V, 3)
 metres, ``face.landmarks2d`` (68, 2) image pixels, ``face.params`` (shape, expression, pose,
@@ -27,17 +29,51 @@ from facetwin.errors import FacetwinError
 
 DEMO_PHOTO = Path(__file__).resolve().parent / "assets" / "astronaut.png"
 
-__all__ = ["DEMO_PHOTO", "animate", "demo_photo", "expression_weights", "export", "load", "personalize", "reconstruct", "view"]
+__all__ = ["DEMO_PHOTO", "animate", "demo_photo", "details_for_expression", "expression_weights", "export", "load", "personalize",
+           "reconstruct", "view"]
 
 
 def load(model_file: str | Path = "default", head_model: str | None = None, device: str = "cpu",
-         person: str | Path | None = None):
+         person: str | Path | None = None, detail: str | Path | None = "default"):
     """The reconstruction model: ``"default"`` (shipped), a coarse-encoder model file
     (``.safetensors``) or a training run folder; ``head_model`` "open" or
-    "flame:/path/generic_model.pkl[,...]"; ``person`` a person file of :func:`personalize`."""
+    "flame:/path/generic_model.pkl[,...]"; ``person`` a person file of :func:`personalize`;
+    ``detail`` a detail model file or run folder (``"default"``: the shipped one if there is one;
+    None: coarse only)."""
     from facetwin.inference.reconstructor import FaceTwin
 
-    return FaceTwin(model_file, head_model=head_model, device=device, person=person)
+    return FaceTwin(model_file, head_model=head_model, device=device, person=person, detail=detail)
+
+
+def details_for_expression(face, model, expression, pose=None):
+    """The details of ``face`` (a result of a model with details) under another expression:
+    ``expression`` a (52,) ψ vector or ``{ARKit name: weight}``, ``pose`` (5, 3) (default the
+    face's own). The tension and the displacement are recomputed, so wrinkles follow; returns a
+    :class:`facetwin.inference.reconstructor.DetailResult` (``displaced_vertices`` is the new mesh)."""
+    import torch
+
+    from facetwin.inference.reconstructor import detail_result
+
+    if getattr(model, "detail", None) is None or getattr(face, "detail", None) is None:
+        raise FacetwinError("details_for_expression needs a model loaded with a detail model and a face it reconstructed")
+    names = list(model.model.head_model.data.expression_names)
+    if isinstance(expression, dict):
+        unknown = [k for k in expression if k not in names]
+        if unknown:
+            raise FacetwinError(f"unknown expression name {unknown[0]!r} (e.g. {', '.join(names[:4])}, ...)")
+        psi = np.zeros(len(names), np.float32)
+        for k, v in expression.items():
+            psi[names.index(k)] = float(v)
+    else:
+        psi = np.asarray(expression, np.float32).reshape(-1)
+    pose = np.asarray(face.params["pose"] if pose is None else pose, np.float32).reshape(1, 5, 3)
+    d = face.detail
+    tex = torch.from_numpy(np.ascontiguousarray(d.texture)).permute(2, 0, 1)[None].float() / 255
+    vis = torch.from_numpy((np.asarray(d.visibility) > 127).astype(np.float32))[None, None]
+    with torch.no_grad():
+        maps = model.detail.animate(tex, vis, torch.as_tensor(np.asarray(face.params["shape"], np.float32))[None],
+                                    torch.from_numpy(psi)[None], torch.from_numpy(pose))
+    return detail_result(maps, 0, d.model)
 
 
 def demo_photo() -> np.ndarray:

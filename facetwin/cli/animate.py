@@ -38,6 +38,9 @@ def add_parser(subparsers) -> None:
     p.set_defaults(head_model=None)
     p.add_argument("--person", default=None, metavar="NAME.facetwin",
                    help="a photo source is reconstructed with this person file (its adapters and its β); the driver with the base model")
+    from facetwin.cli.reconstruct import add_detail_flag
+
+    add_detail_flag(p)
     p.add_argument("--max-frames", default=None, metavar="N", help="stop after N driver frames")
     p.add_argument("--smooth", action="store_true", help="smooth the driver's expression and pose (One-Euro filter)")
     p.add_argument("--no-glb", dest="glb", action="store_false", help="skip the animated GLB")
@@ -56,6 +59,8 @@ class Source:
     scale: float                 # camera onto ``image``
     translation: np.ndarray      # (2,)
     crop_transform: np.ndarray   # (2, 3) image → crop pixels (where to render)
+    detail_texture: np.ndarray | None = None     # (S, S, 3) uint8 the source unwrapped into the detail layout
+    detail_visibility: np.ndarray | None = None  # (S, S) uint8
 
 
 def load_source(path: Path, ft) -> Source:
@@ -69,13 +74,16 @@ def load_source(path: Path, ft) -> Source:
     if not is_image_path(path):
         raise FacetwinError(f"source must be a photo or a reconstruct result (.npz): {path.name}")
     res = ft.reconstruct(path)
+    d = res.detail
     return Source(path.stem, res.params["shape"], res.params["pose"], res.params["expression"], res.image,
-                  res.scale, res.translation, res.crop_transform)
+                  res.scale, res.translation, res.crop_transform,
+                  None if d is None else d.texture, None if d is None else d.visibility)
 
 
 def _source_from_npz(path: Path, ft) -> Source:
     from facetwin.data.alignment import crop_transform
 
+    detail = (None, None)
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
@@ -86,6 +94,8 @@ def _source_from_npz(path: Path, ft) -> Source:
             elif "param_shape" in keys:  # one image's result
                 shape, pose = z["param_shape"], z["param_pose"]
                 expr = z["param_expression"] if "param_expression" in keys else np.zeros(1)
+                if "detail_texture" in keys and "detail_visibility" in keys:  # reconstructed with details
+                    detail = (np.asarray(z["detail_texture"], np.uint8), np.asarray(z["detail_visibility"], np.uint8))
             else:
                 raise FacetwinError(f"{path.name} is not a facetwin reconstruct result (no identity β in it)")
     except FacetwinError:
@@ -108,7 +118,7 @@ def _source_from_npz(path: Path, ft) -> Source:
     translation = np.array([S / 2, S / 2]) - centre
     image = np.full((S, S, 3), 235, np.uint8)
     A = crop_transform(np.array([S / 2, S / 2]), S / 1.2, ft.crop_size)
-    return Source(path.stem.removesuffix("_sequence"), shape, pose, expr, image, scale, translation, A)
+    return Source(path.stem.removesuffix("_sequence"), shape, pose, expr, image, scale, translation, A, *detail)
 
 
 def _driver_frames(path: Path, ft, max_frames, smoother):
@@ -160,7 +170,7 @@ def run(args) -> dict:
     import torch
     from tqdm import tqdm
 
-    from facetwin.cli.reconstruct import _positive, note
+    from facetwin.cli.reconstruct import _positive, detail_option, note
     from facetwin.data.video import VideoWriter
     from facetwin.inference.reconstructor import FaceTwin
     from facetwin.inference.sequence import StreamedArray, write_npz
@@ -176,17 +186,23 @@ def run(args) -> dict:
             raise FacetwinError(f"{what} not found: {p}")
     out = ensure_dir(args.out)
     clean_temporaries(out)  # leftovers of a killed earlier run
-    ft = FaceTwin(args.model, head_model=args.head_model)
+    ft = FaceTwin(args.model, head_model=args.head_model)  # the driver: coarse only
     hm = ft.model.head_model
+    detail = detail_option(args.detail)
     faces = hm.faces.cpu().numpy()
     if args.person and src_path.suffix.lower() == ".npz":
         raise FacetwinError("--person applies to a photo source (a result .npz already holds its identity)")
     # the source's person model (made for --model); the driver keeps the base model
-    source = load_source(src_path, FaceTwin(args.model, head_model=args.head_model, person=args.person) if args.person else ft)
+    src_ft = FaceTwin(args.model, head_model=args.head_model, person=args.person, detail=detail) if args.person or detail else ft
+    source = load_source(src_path, src_ft)
+    details = DetailAnimator(src_ft.detail, source) if src_ft.detail is not None and source.detail_texture is not None else None
+    if src_ft.detail is not None and details is None:
+        note(f"{src_path.name} holds no detail texture (reconstruct it with --detail): animating the coarse mesh only")
     name = f"{source.name}_by_{drv_path.stem}"
     smoother = ParameterSmoother() if args.smooth else None
     view = face_view(source.image.shape, source.crop_transform, ft.crop_size)
     verts_rows = StreamedArray(out, (int(hm.v_template.shape[0]), 3))
+    d_rows = StreamedArray(out, details.map_shape, np.float16) if details else None
     writer = None
     times, expr_rows, pose_rows, valid = [], [], [], []
     last = None
@@ -202,15 +218,22 @@ def run(args) -> dict:
             if last is not None:
                 pose[list(DRIVEN_JOINTS)] = np.asarray(last["pose"], np.float32)[list(DRIVEN_JOINTS)]
             verts, _ = pose_mesh(hm, source.shape, expr, pose)
+            if details is not None:  # new expression → new tension → new D: the wrinkles follow
+                maps = details.frame(expr, pose)
+                d_rows.append(maps.displacement[0, 0].numpy())
+                verts = maps.displaced_vertices[0].numpy()
             verts_rows.append(verts)
             times.append(t)
             expr_rows.append(expr)
             pose_rows.append(pose)
             valid.append(params is not None)
-            right = fast_overlay(source.image, verts, faces, source.scale, source.translation, source.crop_transform,
-                                 ft.crop_size, opacity=1.0 if source.image.std() < 1 else 0.85)
-            y0, y1, x0, x1 = view
-            right = right[y0:y1, x0:x1]
+            if details is None:
+                right = fast_overlay(source.image, verts, faces, source.scale, source.translation, source.crop_transform,
+                                     ft.crop_size, opacity=1.0 if source.image.std() < 1 else 0.85)
+                y0, y1, x0, x1 = view
+                right = right[y0:y1, x0:x1]
+            else:  # shading with the frame's detail normals: the wrinkles show
+                right = details.picture(maps, view)
             left = rgb if params is not None else label_frame(rgb, "no face: holding the last expression")
             pic = side_by_side(left, right, min(512, max(256, rgb.shape[0] // 2 * 2)))
             if writer is None:
@@ -218,11 +241,15 @@ def run(args) -> dict:
             writer.write(pic)
     except BaseException:
         verts_rows.discard()
+        if d_rows is not None:
+            d_rows.discard()
         if writer is not None:
             writer.abort()
         raise
     if not any(valid):
         verts_rows.discard()
+        if d_rows is not None:
+            d_rows.discard()
         writer.abort()
         raise FacetwinError(f"no face found in the driver {drv_path.name}")
     elapsed = time.perf_counter() - t0
@@ -232,7 +259,10 @@ def run(args) -> dict:
               "expression": np.stack(expr_rows), "pose": np.stack(pose_rows), "faces": faces.astype(np.int32)}
     glb, glb_note = None, None
     try:  # the MP4 is moved into place last: a failed write (disk full) leaves the earlier one untouched
-        npz = write_npz(out / f"{name}_animation.npz", arrays, {"vertices": verts_rows})
+        streamed = {"vertices": verts_rows}
+        if d_rows is not None:  # (T, S, S) float16 D per frame (metres), detail UV layout
+            streamed["detail_displacement"] = d_rows
+        npz = write_npz(out / f"{name}_animation.npz", arrays, streamed)
         if args.glb:
             glb, glb_note = write_animated_glb(out / f"{name}.glb", hm, source, times_a, arrays["expression"], arrays["pose"])
     except BaseException:
@@ -246,7 +276,10 @@ def run(args) -> dict:
     summary = {"source": str(src_path), "driver": str(drv_path), "frames": len(times), "frames_with_face": int(sum(valid)),
                "driven": ["expression", "jaw", "eye_left", "eye_right"], "kept_from_source": ["identity", "global", "neck", "camera"],
                "smoothing": smoother.describe() if smoother else None, "animation": npz.name, "video": video.name,
-               "glb": glb.name if glb else None, "fps": len(times) / elapsed if elapsed > 0 else None}
+               "glb": glb.name if glb else None, "fps": len(times) / elapsed if elapsed > 0 else None,
+               "details": None if details is None else {"model": src_ft.detail_meta.get("format"),
+                                                       "what": "D recomputed per frame from the tension of the frame's expression",
+                                                       "vertices": "the displaced mesh (coarse + D along the normal)"}}
     try:
         js = write_json(out / f"{name}_animation.json", summary)
     except BaseException:
@@ -256,6 +289,44 @@ def run(args) -> dict:
     return {"source": str(src_path), "driver": str(drv_path), "frames": len(times), "frames_with_face": int(sum(valid)),
             "animation": str(npz), "side_by_side": str(video), "summary": str(js), "glb": str(glb) if glb else None,
             "fps": round(len(times) / elapsed, 2) if elapsed > 0 else None}
+
+
+class DetailAnimator:
+    """The source's details under each driver frame's expression (:meth:`DetailModel.animate`)
+    and the picture of them (grey shading with the detail normals, the face view of the source)."""
+
+    def __init__(self, model, source: Source, size: int = 384):
+        import torch
+
+        self.model, self.source, self.size = model, source, size
+        f = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float().div(255)  # noqa: E731
+        self.texture = f(source.detail_texture).permute(2, 0, 1)[None]
+        self.visibility = (f(source.detail_visibility) > 0.5).float()[None, None]
+        self.shape = torch.as_tensor(np.asarray(source.shape, np.float32))[None]
+        self.map_shape = tuple(self.visibility.shape[-2:])
+
+    def frame(self, expression: np.ndarray, pose: np.ndarray):
+        import torch
+
+        with torch.no_grad():
+            return self.model.animate(self.texture, self.visibility, self.shape, torch.as_tensor(expression, dtype=torch.float32)[None],
+                                      torch.as_tensor(pose, dtype=torch.float32)[None])
+
+    def picture(self, maps, view) -> np.ndarray:
+        """(R, R, 3) uint8: the source image's face view with the detail-shaded mesh over it."""
+        import cv2
+        import torch
+
+        y0, y1, x0, x1 = view
+        R = self.size
+        k = R / (y1 - y0)
+        s = torch.tensor([self.source.scale * k])
+        t = torch.as_tensor((np.asarray(self.source.translation) - [x0, y0]) * k, dtype=torch.float32)[None]
+        img, mask = self.model.shaded(maps.vertices, maps.normals, s, t, R)
+        back = cv2.resize(self.source.image[y0:y1, x0:x1], (R, R), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+        a = mask[0, 0].numpy()[..., None]
+        pic = img[0].permute(1, 2, 0).numpy() * a + back * (1 - a)
+        return (pic * 255 + 0.5).astype(np.uint8)
 
 
 def write_animated_glb(path: Path, head_model, source: Source, times, expression, pose):

@@ -12,7 +12,7 @@ import time
 
 from facetwin.cli.main import add_group, add_json_flag, positive_int
 
-BENCHMARKS = ["headmodel", "render", "coarse"]
+BENCHMARKS = ["headmodel", "render", "coarse", "detail"]
 
 
 def time_ms(fn, repeats: int) -> tuple[float, float, float]:
@@ -69,7 +69,7 @@ def run_all(args) -> dict:
 
 
 def add_parser(subparsers) -> None:
-    add_group(subparsers, "bench", "Time the head model, the renderer and the coarse model.", BENCHMARKS)
+    add_group(subparsers, "bench", "Time the head model, the renderer, the coarse model and the detail model.", BENCHMARKS)
     parser = subparsers.choices["bench"]
     add_json_flag(parser)
     parser.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")

@@ -34,6 +34,7 @@ def add_parser(subparsers) -> None:
     add_head_model_flag(p)
     p.set_defaults(head_model=None)
     p.add_argument("--person", default=None, metavar="NAME.facetwin", help="a person file (`facetwin personalize`): its model and its β")
+    add_detail_flag(p)
     p.add_argument("--faces", choices=["main", "all"], default="main",
                    help="images: the largest face (default; a note says when others were skipped) or every face")
     v = p.add_argument_group("video")
@@ -48,6 +49,25 @@ def add_parser(subparsers) -> None:
                    help="torch threads for the network (default 1: decoding and tracking run in a second thread)")
     add_json_flag(p)
     p.set_defaults(func=run)
+
+
+def add_detail_flag(p) -> None:
+    """``--detail MODEL``: the detail model (docs/detail.md) of reconstruct / export / animate."""
+    p.add_argument("--detail", default="default", metavar="MODEL",
+                   help="detail model file (`facetwin train detail`): 'default' = the shipped one if there is one, "
+                        "'none' = coarse only; adds D, the detail normal map and a displaced mesh to image results")
+
+
+def detail_option(value):
+    """The FaceTwin ``detail`` argument of a ``--detail`` value (None for 'none', and for 'default'
+    when no detail model is shipped)."""
+    if value in (None, "", "none", "off"):
+        return None
+    if value == "default":
+        from facetwin.models.detail import DEFAULT_MODEL_FILE
+
+        return value if DEFAULT_MODEL_FILE.is_file() else None
+    return value
 
 
 def _positive(value, option: str, kind=float):
@@ -116,7 +136,7 @@ def run_images(args, src: Path) -> dict:
 
     items = _image_inputs(src)
     out = ensure_dir(args.out)
-    ft = FaceTwin(args.model, head_model=args.head_model, person=args.person)
+    ft = FaceTwin(args.model, head_model=args.head_model, person=args.person, detail=detail_option(args.detail))
     done, failed, several = [], [], []
     for name, item in tqdm(items, desc="reconstruct", file=sys.stderr, disable=len(items) < 2):
         try:
@@ -146,6 +166,10 @@ def run_images(args, src: Path) -> dict:
     result = {"input": str(src), "out": str(out), "reconstructed": len(done), "failed": len(failed),
               "faces": args.faces, "images_with_several_faces": len(several),
               "failures": failed[:20], "outputs": done[:20]}
+    if ft.detail is not None:
+        result["detail"] = {"model": ft.detail_meta.get("format"), "coarse_matches": ft.detail_meta.get("coarse_matches")}
+        if not ft.detail_meta.get("coarse_matches"):
+            note("the detail model was trained on another coarse model file (its SHA-256 differs): details may be off")
     if ft.person is not None:  # one identity for the person: its β (mean over its training frames) and spread
         result["person"] = {k: v for k, v in ft.person.summary().items() if k != "beta_std"}
     return result
@@ -165,6 +189,8 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
 
     t0 = time.perf_counter()
     torch.set_num_threads(threads)
+    if detail_option(args.detail) not in (None, "default"):
+        note("--detail applies to images; a video sequence holds the coarse meshes (animate a frame's result for details)")
     probe = VideoReader(src)  # clear error for an unreadable video before loading the model
     info = probe.info
     step = sample_step(info.fps, None, fps)

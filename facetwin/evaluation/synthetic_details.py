@@ -146,3 +146,99 @@ class SyntheticDetails:
         charted = (faces >= 0).all(1)[frags.face_index]
         vals = _sample_packed(uv_map, duv, frags.counts()) * charted[None].to(uv_map.dtype)
         return scatter_pixels_channels_first(vals.T, frags)
+
+
+# -- known-answer scoring and the short fit --------------------------------------------------------
+
+def score_displacement(pred: torch.Tensor, sample: SyntheticDetailSample, mapper: UVMapper, region: torch.Tensor) -> dict[str, float]:
+    """How well a recovered D (B, 1, S, S) matches the truth of ``sample`` on the texels of
+    ``region`` (1 or B, 1, S, S; e.g. the forehead): ``correlation`` (Pearson over all region
+    texels of the batch), ``angle_deg`` (mean angle between the recovered and true detail
+    normals there) and ``angle_coarse_deg`` (the same for D = 0: the error without details)."""
+    m = (region.expand_as(pred) > 0.5) & (mapper.mask.expand_as(pred) > 0)
+    a, b = pred[m].double(), sample.displacement[m].double()
+    a, b = a - a.mean(), b - b.mean()
+    corr = float((a * b).sum() / (a.norm() * b.norm()).clamp_min(1e-30))
+    truth = sample.detail_normals
+    def angle(n):  # noqa: E306
+        cos = (n * truth).sum(1, keepdim=True).clamp(-1, 1)
+        return float(torch.rad2deg(torch.acos(cos))[m].mean())
+    n_pred = mapper.detail_normal_map(sample.vertices, pred)
+    n_flat = mapper.detail_normal_map(sample.vertices, torch.zeros_like(pred))
+    return {"correlation": corr, "angle_deg": angle(n_pred), "angle_coarse_deg": angle(n_flat)}
+
+
+def known_answer_fit(kind: str = "unet", steps: int = 150, train_batch: int = 8, test_batch: int = 4, size: int = 128,
+                     seed: int = 0, lr: float = 3e-3, teacher=None, network=None, progress: bool = False,
+                     spacing: float = 0.04, consistency: bool = True, strength: tuple[float, float] = (0.2, 1.0),
+                     test_strength: tuple[float, float] | None = None) -> dict:
+    """Fit a detail network by shape from shading (L_phoD + 0.02 L_smo through the detail normals
+    and the renderer; the MAE also with L_Tchr against ``teacher`` when given) on ``train_batch``
+    synthetic brow raises of the open head model with their true geometry, then score it on
+    ``test_batch`` unseen ones (:func:`score_displacement` on the forehead).
+
+    ``kind``: "unet" (D_UNet, width 16, 4 levels) or "mae" (patch 8, dim 128, depth 4); or a
+    ``network`` to fit. The MAE is also fitted with Eq. 7's swap (``consistency``): details decoded
+    from another sample's texture (the same neutral identity, another expression and yaw) with this
+    sample's tension must render this sample, so D has to follow the tension. ``spacing``: line
+    spacing in UV units; ``strength``: range of the brow raise of the training renders (0 = neutral,
+    no lines), ``test_strength`` of the test renders (default the same).
+    Returns ``{"network", "train": {...}, "test": {...}, "loss": [...], "gen", "test_sample"}``.
+    """
+    from tqdm import tqdm
+
+    from facetwin.headmodel import load_head_model
+    from facetwin.losses.detail import DetailLossInputs, DetailLossWeights, detail_losses
+    from facetwin.networks.detail_mae import DetailMAE, DetailMAEConfig
+    from facetwin.networks.unet import DetailUNet, UNetConfig
+
+    gen = SyntheticDetails(load_head_model("open"), image_size=size, map_size=size)
+    torch.manual_seed(seed)
+    if network is None:
+        network = DetailUNet(UNetConfig(width=16, levels=4)) if kind == "unet" else \
+            DetailMAE(DetailMAEConfig(map_size=size, patch_size=8, embed_dim=128, depth=4, num_heads=4))
+    is_mae = isinstance(network, DetailMAE)
+
+    def prepare(s):
+        with torch.no_grad():
+            tex, vis = gen.mapper.unwrap(s.image, s.screen_vertices)
+            frags = gen.renderer.rasterize(s.screen_vertices)
+        return tex, vis, frags
+
+    def run(net, s, tex, vis):
+        return (net(tex, vis, s.tension_map) if is_mae else net(tex, vis)) * gen.mapper.mask
+
+    with torch.no_grad():
+        # faint to full brow raises; the test set is unseen (another seed)
+        train = gen.brow_raise(batch=train_batch, seed=seed + 1000, strength=strength, spacing=spacing)
+        test = gen.brow_raise(batch=test_batch, seed=seed + 2000, strength=test_strength or strength, spacing=spacing)
+    tr_in, te_in = prepare(train), prepare(test)
+    teacher_d = None
+    if teacher is not None:
+        with torch.no_grad():
+            teacher_d = teacher(tr_in[0], tr_in[1]) * gen.mapper.mask
+    w = DetailLossWeights(mrf=0.0, smoothness=0.02, displacement_reg=0.0, symmetry=0.0)
+    opt = torch.optim.Adam(network.parameters(), lr=lr)
+    history = []
+    swap = torch.roll(torch.arange(train_batch), 1)
+    rend = lambda D: gen.renderer.render(train.screen_vertices, train.vertices, None, train.lighting,  # noqa: E731
+                                         detail_normals=gen.mapper.detail_normal_map(train.vertices, D), fragments=tr_in[2]).image
+    for _ in tqdm(range(steps), desc=f"known-answer fit ({'mae' if is_mae else 'unet'})", disable=not progress):
+        D = run(network, train, tr_in[0], tr_in[1])
+        render = rend(D)
+        sw_d = sw_render = None
+        if is_mae and consistency:
+            sw_d = network(tr_in[0][swap], tr_in[1][swap], train.tension_map) * gen.mapper.mask
+            sw_render = rend(sw_d)
+        terms = detail_losses(DetailLossInputs(displacement=D, uv_mask=gen.mapper.mask, image=train.image, render=render,
+                                               skin_mask=train.mask, teacher=teacher_d, swapped_displacement=sw_d,
+                                               swapped_render=sw_render), w)
+        opt.zero_grad()
+        terms["total"].backward()
+        opt.step()
+        history.append(float(terms["photometric"].detach()))
+    region = gen.forehead
+    with torch.no_grad():
+        out = {"train": score_displacement(run(network, train, *tr_in[:2]), train, gen.mapper, region),
+               "test": score_displacement(run(network, test, *te_in[:2]), test, gen.mapper, region)}
+    return {"network": network.eval(), "loss": history, "gen": gen, "test_sample": test, **out}

@@ -177,8 +177,10 @@ def export_result(result: FaceResult, out: str | Path, name: str, formats=FORMAT
             files[{".obj": "obj", ".mtl": "mtl", ".png": "texture"}.get(Path(fname).suffix, fname)] = str(path)
     if "glb" in formats:
         p = result.params
-        asset = build_face_asset(data, p.get("shape"), p.get("expression"), p.get("pose"),
-                                 textures={"base_color": tex["texture"]} if "texture" in tex else {})
+        maps = {"base_color": tex["texture"]} if "texture" in tex else {}
+        if "normal" in tex:  # the detail normal map (tangent space, export layout; export/details.py)
+            maps["normal"] = tex["normal"]
+        asset = build_face_asset(data, p.get("shape"), p.get("expression"), p.get("pose"), textures=maps)
         files["glb"] = str(write_glb(asset, out / f"{name}.glb", animation=animation, name=name))
     return files
 
@@ -206,6 +208,13 @@ def write_result_files(res, out: str | Path, name: str, formats=FORMATS, head_mo
     if fits:
         result = FaceResult.from_reconstruction(res, head_model, data, texture_size)
         textures = face_textures(result, data, texture_size)
+        detail = getattr(res, "detail", None)
+        if detail is not None and data.has_detail_uv:  # D, detail normals, the displaced mesh (export/details.py)
+            from facetwin.export.details import write_detail_files
+
+            dfiles = write_detail_files(detail, out, name, data, res.vertices, textures.get("texture"), texture_size)
+            textures = dict(textures, normal=dfiles.pop("_normal_map"))
+            files.update(dfiles)
         files.update(export_result(result, out, name, formats, texture_size, animation=animation, data=data, textures=textures))
     else:
         result = FaceResult(params={k: np.asarray(v) for k, v in res.params.items()}, vertices=np.asarray(res.vertices, np.float32),
@@ -221,6 +230,9 @@ def write_result_files(res, out: str | Path, name: str, formats=FORMATS, head_mo
     arrays.update(faces=np.asarray(res.faces), landmarks2d=res.landmarks2d, landmarks3d=res.landmarks3d,
                   crop_transform=res.crop_transform, image_size=np.asarray(res.image.shape[:2]),
                   expression_names=np.array(list(data.expression_names), dtype=str))
+    detail = getattr(res, "detail", None)
+    if detail is not None:
+        arrays.update(detail.arrays())
     files["npz"] = str(_write_npz(out / f"{name}.npz", arrays))
     summary = res.to_dict()
     summary.update(
@@ -228,6 +240,12 @@ def write_result_files(res, out: str | Path, name: str, formats=FORMATS, head_mo
         expression_weights=named_expression(data.expression_names, res.params["expression"]),
         pose_names=["global", "neck", "jaw", "eye_left", "eye_right"], files={k: Path(v).name for k, v in files.items()},
     )
+    if detail is not None:
+        on = np.abs(detail.displacement) > 0
+        summary["detail"] = {"model": detail.model, "map_size": int(detail.displacement.shape[0]),
+                             "mean_abs_displacement_mm": float(1000 * np.abs(detail.displacement[on]).mean()) if on.any() else 0.0,
+                             "max_abs_displacement_mm": float(1000 * np.abs(detail.displacement).max()),
+                             "units": "metres along the coarse normal, detail UV layout (docs/detail.md)"}
     if notes:
         summary["notes"] = notes
     files["json"] = str(write_json(out / f"{name}.json", summary))

@@ -51,6 +51,7 @@ class Reconstruction:
     crop: np.ndarray                # (S, S, 3) uint8 crop the encoder saw
     image: np.ndarray               # (H, W, 3) uint8 original
     detection: dict = field(default_factory=dict)
+    detail: "DetailResult | None" = None  # with a detail model: D, detail normals, displaced mesh
 
     def camera(self) -> dict:
         return {"model": "orthographic", "scale": self.scale, "translation": self.translation.tolist(),
@@ -113,6 +114,34 @@ class Reconstruction:
         return write_text(path, "\n".join(lines) + "\n")
 
 
+@dataclass
+class DetailResult:
+    """The details of one face (a detail model file was given). Maps are in the head model's
+    symmetric detail UV layout (S × S, row 0 = v 1); see docs/detail.md."""
+
+    displacement: np.ndarray        # (S, S) float32 D, metres along the coarse normal (0 off the face)
+    normal_map: np.ndarray          # (S, S, 3) float32 unit detail normals, model frame (0 off the chart)
+    displaced_vertices: np.ndarray  # (V, 3) the coarse mesh moved along its normals by D (metres)
+    tension: np.ndarray             # (S, S) float32 T_UV of the expression
+    texture: np.ndarray             # (S, S, 3) uint8 the photo unwrapped into the detail layout
+    visibility: np.ndarray          # (S, S) uint8 255 where the photo saw the texel
+    model: str = ""                 # the detail model file's format (e.g. facetwin-detail-mae/1)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"detail_displacement": self.displacement, "detail_normal_map": self.normal_map,
+                "detail_displaced_vertices": self.displaced_vertices, "detail_tension": self.tension,
+                "detail_texture": self.texture, "detail_visibility": self.visibility}
+
+
+def detail_result(maps, i: int = 0, model: str = "") -> DetailResult:
+    """A :class:`DetailResult` from item ``i`` of :class:`facetwin.models.detail.DetailMaps`."""
+    f = lambda t: t[i].detach().float().cpu().numpy()  # noqa: E731
+    return DetailResult(displacement=f(maps.displacement)[0], normal_map=np.transpose(f(maps.normals), (1, 2, 0)),
+                        displaced_vertices=f(maps.displaced_vertices), tension=f(maps.tension)[0],
+                        texture=(np.transpose(f(maps.texture), (1, 2, 0)).clip(0, 1) * 255 + 0.5).astype(np.uint8),
+                        visibility=(f(maps.visibility)[0] > 0.5).astype(np.uint8) * 255, model=model)
+
+
 def _first(x):
     x = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
     if x.ndim == 4:
@@ -125,10 +154,13 @@ def _first(x):
 class FaceTwin:
     """Coarse 3D face reconstruction from one image (``model_file``: "default", a coarse-encoder
     ``.safetensors`` model file or a training run folder). ``person``: a person file from
-    ``facetwin personalize`` (made for this model file): its adapters, and its β in every result."""
+    ``facetwin personalize`` (made for this model file): its adapters, and its β in every result.
+    ``detail``: a detail model file (``facetwin train detail`` / ``detail-teacher``), ``"default"``
+    (the shipped one if there is one, else none) or None: every image result then carries
+    :class:`DetailResult` (D, detail normals, a displaced mesh)."""
 
     def __init__(self, model_file: str | Path | None = "default", head_model: str | None = None, device: str = "cpu",
-                 person: str | Path | None = None):
+                 person: str | Path | None = None, detail: str | Path | None = None):
         self.device = torch.device(device)
         self.model, self.meta = load_coarse_model(model_file, head_model, self.device)
         inference = self.meta["inference"]  # stored in the model file (facetwin.models.files)
@@ -139,6 +171,25 @@ class FaceTwin:
             from facetwin.models.person import load_person
 
             self.person = load_person(person, self.model.encoder, resolve_checkpoint(model_file))
+        self.detail = None
+        self.detail_meta: dict = {}
+        if detail == "default":
+            from facetwin.models.detail import DEFAULT_MODEL_FILE as DETAIL_FILE
+
+            detail = DETAIL_FILE if DETAIL_FILE.is_file() else None
+        if detail:
+            from facetwin.models.detail import load_detail_model
+
+            self.detail, self.detail_meta = load_detail_model(detail, coarse=self.model, coarse_file=resolve_checkpoint(model_file),
+                                                              device=self.device)
+
+    @torch.no_grad()
+    def detail_crop(self, params, crop: np.ndarray) -> DetailResult:
+        """Details of a square crop (C, C, 3) uint8 at the detail model's image size, with the coarse
+        parameters of the same face (crop sizes, so any crop side works)."""
+        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().div(255).to(self.device)
+        geo = self.detail.coarse_geometry(x, params)
+        return detail_result(self.detail.maps(x, geo), 0, self.detail_meta.get("format", ""))
 
     @torch.no_grad()
     def reconstruct_crop(self, crop: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
@@ -147,6 +198,7 @@ class FaceTwin:
         x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().div(255).to(self.device)
         geo = self.model(x)
         p = geo.params
+        self._last_params = p  # the detail pass reuses them
         params = {k: v[0].detach().cpu().numpy() for k, v in p.as_dict().items() if k not in ("scale", "translation")}
         return (params, geo.vertices[0].cpu().numpy(), geo.landmarks3d[0].cpu().numpy(), geo.landmarks2d[0].cpu().numpy(),
                 float(geo.scale_px[0]), geo.translation_px[0].cpu().numpy())
@@ -202,8 +254,14 @@ class FaceTwin:
         v2d = project_orthographic(torch.as_tensor(verts)[None], torch.tensor([scale]), torch.as_tensor(translation)[None])[0].numpy()
         if not (np.isfinite(verts).all() and np.isfinite(l2d).all() and np.isfinite(scale)):
             raise FacetwinError("the model produced NaN/Inf values for this image: no result written")
+        detail = None
+        if self.detail is not None:  # the same crop rule at the detail model's size: more texels
+            Sd = self.detail.image_size
+            detail = self.detail_crop(self._last_params, warp(image, crop_transform(centre, side, Sd), Sd))
+            if not np.isfinite(detail.displacement).all():
+                raise FacetwinError("the detail model produced NaN/Inf values for this image: no result written")
         return Reconstruction(
             params=params, vertices=verts, faces=self.model.head_model.faces.cpu().numpy(), landmarks3d=l3d,
             landmarks2d=l2d, landmarks2d_crop=l2d_crop, vertices2d=v2d, scale=scale, translation=translation,
-            crop_transform=A, crop=crop, image=image, detection=detection,
+            crop_transform=A, crop=crop, image=image, detection=detection, detail=detail,
         )

@@ -37,8 +37,11 @@ from facetwin.errors import FacetwinError
 COARSE_ENCODER = "coarse-encoder"
 VIT = "vit"
 PERSON = "person"
+DETAIL_UNET = "detail-unet"   # the detail teacher D_UNet (models/detail.py)
+DETAIL_MAE = "detail-mae"     # the detail MAE (models/detail.py)
 # kind -> current version. A newer file than this code, or a kind nobody reads, is refused.
-FORMATS = {COARSE_ENCODER: 3, VIT: 1, PERSON: 1}  # coarse-encoder/3: an optional identity head (identity_head.*)
+# coarse-encoder/3: an optional identity head (identity_head.*)
+FORMATS = {COARSE_ENCODER: 3, VIT: 1, PERSON: 1, DETAIL_UNET: 1, DETAIL_MAE: 1}
 HEADER_KEY = "facetwin"
 # how error messages name a file of a kind that is not a network (default: "(<kind>) model file")
 _KIND_NAMES = {PERSON: "person file"}

@@ -28,6 +28,11 @@ STAGES: dict[str, StageEntry] = {
                            "train the identity head (dlib descriptor → β) of a coarse model, its encoder frozen", "identity"),
     "vit-pretrain": StageEntry("facetwin.training.vit_pretrain_stage:VitPretrainStage",
                                "masked-autoencoder pre-training of the coarse encoder's ViT on face crops", "vit-pretrain"),
+    "detail-teacher": StageEntry("facetwin.training.detail_stage:DetailTeacherStage",
+                                 "train the detail teacher (UNet: unwrapped texture → displacement map)", "detail-teacher"),
+    "detail": StageEntry("facetwin.training.detail_stage:DetailStage",
+                         "train the detail MAE (texture + tension → animatable displacement map) under the frozen UNet teacher",
+                         "detail"),
 }
 
 

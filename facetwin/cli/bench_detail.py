@@ -1,0 +1,83 @@
+"""``facetwin bench detail``: coarse + detail inference at batch 1 (detection excluded): the coarse
+encoder and head model, unwrapping the crop into the detail UV layout, the tension T_UV, the
+detail network (the MAE by default), the detail normal map and the displaced mesh."""
+
+from __future__ import annotations
+
+import time
+
+from facetwin.cli.bench import add_benchmark
+
+
+def add_parser(subparsers) -> None:
+    parser = add_benchmark(subparsers, "detail", "coarse + detail inference time (batch 1, detection excluded)", measure, 20)
+    parser.add_argument("--detail", default="default",
+                        help="detail model file (default: the shipped one; a fresh default detail MAE if none)")
+
+
+def _model(detail_file):
+    from facetwin.errors import FacetwinError
+    from facetwin.models.coarse import load_coarse_model
+    from facetwin.models.detail import DetailModel, DetailModelConfig, build_network, load_detail_model
+
+    try:
+        return load_detail_model(detail_file, albedo=False)[0], "model file"
+    except FacetwinError:
+        if detail_file not in (None, "default"):
+            raise
+    cfg = DetailModelConfig()
+    coarse, _ = load_coarse_model()
+    net = build_network("mae", cfg.mae, cfg.map_size)
+    return DetailModel(coarse, net, cfg.map_size, cfg.image_size).eval(), "untrained default"
+
+
+def _time(model, x, repeats: int) -> tuple[float, float, float, float]:
+    """(median wall ms of coarse + detail, median wall ms of the coarse part alone, best wall ms,
+    median process CPU ms of coarse + detail). On a shared machine the best wall time and the CPU
+    time (summed over threads) are the steadier figures."""
+    import statistics
+
+    import torch
+
+    with torch.no_grad():
+        for _ in range(3):
+            model(x)
+        total, coarse, cpu = [], [], []
+        for _ in range(repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            geo = model.coarse_geometry(x)
+            t1 = time.perf_counter()
+            model.maps(x, geo)
+            t2, c2 = time.perf_counter(), time.process_time()
+            coarse.append(t1 - t0)
+            total.append(t2 - t0)
+            cpu.append(c2 - c0)
+    m = lambda v: 1000 * statistics.median(v)  # noqa: E731
+    return m(total), m(coarse), 1000 * min(total), m(cpu)
+
+
+def measure(args) -> dict:
+    """Batch 1 at the requested threads, plus 1 and 2 threads side by side."""
+    import torch
+
+    model, source = _model(getattr(args, "detail", "default"))
+    C = model.image_size
+    x = torch.rand(1, 3, C, C)
+    repeats = max(3, int(getattr(args, "repeats", 20)))
+    requested = torch.get_num_threads()
+    by = {}
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            by[n] = _time(model, x, repeats)
+    finally:
+        torch.set_num_threads(requested)
+    ms, coarse_ms, best_ms, cpu_ms = _time(model, x, repeats)
+    net = model.network
+    return {"network": f"detail {model.kind} {model.map_size}² maps, {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters",
+            "weights": source, "crop": C, "threads": requested, "batch": 1,
+            "ms_median": ms, "coarse_ms_median": coarse_ms, "detail_ms_median": ms - coarse_ms, "fps": 1000.0 / ms,
+            "ms_best": best_ms, "fps_best": 1000.0 / best_ms, "cpu_ms_median": cpu_ms,
+            "ms_1_thread": by[1][0], "ms_2_threads": by[2][0], "fps_1_thread": 1000.0 / by[1][0], "fps_2_threads": 1000.0 / by[2][0],
+            "detail_ms_2_threads": by[2][0] - by[2][1], "ms_best_2_threads": by[2][2], "fps_best_2_threads": 1000.0 / by[2][2],
+            "cpu_ms_median_2_threads": by[2][3]}
