@@ -4,13 +4,14 @@ Known answers for the camera re-fit (exact at Δβ = 0, least-squares optimal ot
 against finite differences), the model-file round trip, and the `identity` training stage on real
 crops (its terms, that only the head learns, exact resume, the model file it writes)."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from skimage import data as skdata
 
-from facetwin.data.prepare import PrepareConfig, prepare
 from facetwin.errors import FacetwinError
 from facetwin.models import files
 from facetwin.models.coarse import IDENTITY_INPUT_SIZE, export_encoder, load_coarse_model
@@ -18,6 +19,9 @@ from facetwin.networks.identity_head import IdentityHead, IdentityHeadConfig
 from facetwin.training.config import load_config, to_dict
 from facetwin.training.engine import Trainer
 from facetwin.training.identity_stage import IdentityConfig, IdentityStage
+
+sys.path.insert(0, str(Path(__file__).parent))
+from media import two_people_prepared  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -148,17 +152,8 @@ def test_model_file_round_trip_with_an_identity_head(coarse, params, tmp_path):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """Two people, three photos each (the astronaut photo, shifted and mirrored), prepared at 160 px."""
-    src = tmp_path_factory.mktemp("people")
-    astro = skdata.astronaut()
-    for person, shift in (("ann", 0), ("bob", 25)):
-        (src / person).mkdir()
-        for i in range(3):
-            img = np.roll(astro, shift + 9 * i, axis=1)
-            Image.fromarray(img[:, ::-1] if i == 2 else img).save(src / person / f"{i}.jpg", quality=92)
-    out = tmp_path_factory.mktemp("prepared")
-    prepare([f"{src}:folder"], out, PrepareConfig(size=160), progress=False)
-    return out
+    """Two people, three photos each, prepared at 160 px (tests/media.py)."""
+    return two_people_prepared(tmp_path_factory.mktemp("people"), tmp_path_factory.mktemp("prepared"), 160)
 
 
 def _cfg(prepared, out, steps):

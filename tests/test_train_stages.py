@@ -7,18 +7,19 @@ import json
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from skimage import data as skdata
-
-from facetwin.data.prepare import PrepareConfig, prepare
 from facetwin.models import files
 from facetwin.training.coarse_stage import CoarseConfig, CoarseStage
 from facetwin.training.config import load_config, to_dict
 from facetwin.training.engine import Trainer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from media import two_people_prepared  # noqa: E402
 
 SMALL = ["model.image_size=64", "data.crop_size=64", "model.hidden=32", "run.batch_size=4", "run.workers=0",
          "run.log_every=1", "run.checkpoint_every=0", "run.image_every=0", "eval.helen=", "render.size=32",
@@ -28,17 +29,7 @@ SMALL = ["model.image_size=64", "data.crop_size=64", "model.hidden=32", "run.bat
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """Two people, three photos each (the astronaut photo, shifted and mirrored), prepared at 96 px."""
-    src = tmp_path_factory.mktemp("people")
-    astro = skdata.astronaut()
-    for person, shift in (("ann", 0), ("bob", 25)):
-        (src / person).mkdir()
-        for i in range(3):
-            img = np.roll(astro, shift + 9 * i, axis=1)
-            Image.fromarray(img[:, ::-1] if i == 2 else img).save(src / person / f"{i}.jpg", quality=92)
-    out = tmp_path_factory.mktemp("prepared")
-    summary = prepare([f"{src}:folder"], out, PrepareConfig(size=96), progress=False)
-    assert summary["items_total"] == 6
-    return out
+    return two_people_prepared(tmp_path_factory.mktemp("people"), tmp_path_factory.mktemp("prepared"), 96)
 
 
 def _cfg(prepared, out, *extra, config="coarse"):

@@ -18,7 +18,6 @@ S(β, θ, ψ) with the rest mesh S(β, 0, 0) of the same person.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -361,14 +360,7 @@ def diverging(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 # -- the model file ---------------------------------------------------------------------------
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (the coarse model a detail model was trained on)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
+file_sha256 = files.file_sha256  # the coarse model a detail model was trained on
 
 def export_detail(model: DetailModel, path: str | Path, coarse_file: str | Path, step: int = 0,
                   config: dict | None = None, command: str = "") -> Path:
