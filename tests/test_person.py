@@ -135,10 +135,16 @@ def test_person_file_size_metadata_and_roundtrip(trained, prepared):
     assert torch.allclose(got.shape, want.shape, atol=5e-3)
     handle = fix_shape(model.encoder, p.beta_mean)
     with torch.no_grad():
-        fixed = model.encoder(images)
+        fixed = model.predict(images)  # the coarse model puts the person's β in place of the per-image one
+        free_l2d = model.geometry(model.encoder(model.encoder_input(images)), images.shape[-1]).landmarks2d
+        fixed_l2d = model.geometry(fixed, images.shape[-1]).landmarks2d
     handle.remove()
     assert torch.allclose(fixed.shape, p.beta_mean.expand(len(images), -1))
-    assert torch.equal(fixed.expression, got.expression)
+    assert torch.allclose(fixed.expression, got.expression, atol=1e-5)
+    # the camera is re-fitted to the person's β: the inner landmarks' centroid stays where the encoder put it
+    torch.testing.assert_close(fixed_l2d[:, 17:].mean(1), free_l2d[:, 17:].mean(1), rtol=0, atol=1e-2)
+    with torch.no_grad():
+        assert not torch.allclose(model.predict(images).shape, fixed.shape)  # removed: per-image β again
 
 
 def test_person_file_is_refused_for_another_base_model(trained, tmp_path):

@@ -177,7 +177,7 @@ def render_distances(coarse_model, images: torch.Tensor, landmarks: torch.Tensor
     out = []
     for s in range(0, len(images), batch_size):
         img, lm = images[s:s + batch_size].to(dev), landmarks[s:s + batch_size].to(dev).float()
-        params = coarse_model.encoder(coarse_model.encoder_input(img)).to(torch.float32)
+        params = coarse_model.predict(img).to(torch.float32)
         render, mask = renderer.render(params)
         photo = descriptor(face_chips(img, lm))
         own = descriptor(face_chips(composite_render(render, img, mask), lm))

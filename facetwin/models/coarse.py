@@ -252,12 +252,6 @@ class CoarseModel(nn.Module):
         :data:`IDENTITY_INPUT_SIZE` with an identity head (the encoder resizes them itself)."""
         return IDENTITY_INPUT_SIZE if self.identity_head is not None else self.encoder.image_size
 
-    @property
-    def uses_identity_head(self) -> bool:
-        """An identity head, and no person β fixed on the encoder (:func:`facetwin.models.person.fix_shape`):
-        a person model has one β for every image, the head's per-image correction is not added."""
-        return self.identity_head is not None and getattr(self.encoder, "fixed_shape", None) is None
-
     def descriptor(self) -> nn.Module:
         """dlib's frozen face descriptor (shared, not part of this model's state)."""
         from facetwin.losses.identity import default_descriptor
@@ -274,12 +268,17 @@ class CoarseModel(nn.Module):
         return self.descriptor()(face_chips(images.float(), l2d)), l2d
 
     def with_identity(self, params: CoarseParams, delta: torch.Tensor, landmarks: torch.Tensor, crop_size: int) -> CoarseParams:
-        """``params`` with β + ``delta`` (B, n_shape) and the camera re-fitted (least-squares
-        scale and translation) so the inner landmarks stay where ``params`` put them
-        (``landmarks`` (B, 68, 2) crop pixels): a new identity changes the face's shape, not its
-        place and size in the photo. Exact for ``delta = 0``."""
+        """``params`` with β + ``delta`` (B, n_shape) (its size-changing part removed) and the
+        camera re-fitted (:meth:`with_shape`). Exact for ``delta = 0``."""
         params = params.to(torch.float32) if params.scale.dtype != torch.float32 else params
-        shape = params.shape + self.without_size_change(delta.to(params.shape.dtype))
+        return self.with_shape(params, params.shape + self.without_size_change(delta.to(params.shape.dtype)), landmarks, crop_size)
+
+    def with_shape(self, params: CoarseParams, shape: torch.Tensor, landmarks: torch.Tensor, crop_size: int) -> CoarseParams:
+        """``params`` with β = ``shape`` (B, n_shape) and the camera re-fitted (least-squares scale
+        and translation) so the inner landmarks stay where ``params`` put them (``landmarks``
+        (B, 68, 2) crop pixels): another identity changes the face's shape, not its place and size
+        in the photo."""
+        params = params.to(torch.float32) if params.scale.dtype != torch.float32 else params
         hm = self.head_model
         out = hm(_pad(shape, hm.n_shape), _pad(params.expression, hm.n_expr), params.pose)
         unit = project_orthographic(out.landmarks[:, _INNER], torch.ones_like(params.scale), torch.zeros_like(params.translation))
@@ -309,13 +308,24 @@ class CoarseModel(nn.Module):
         d, g = self._size_dirs
         return delta - (delta.float() @ g)[:, None].to(delta.dtype) * d.to(delta.dtype)
 
-    def predict(self, images: torch.Tensor) -> CoarseParams:
-        """(B, 3, H, W) crops in [0, 1] → parameters (the encoder, then the identity head)."""
-        params = self.encoder(self.encoder_input(images))
-        if not self.uses_identity_head:
+    def complete(self, params: CoarseParams, images: torch.Tensor, encoder: nn.Module | None = None) -> CoarseParams:
+        """What follows the encoder (``encoder``, default this model's, produced ``params`` from
+        ``images`` (B, 3, H, W)): a person's fixed β (``encoder.fixed_shape``, see
+        :func:`facetwin.models.person.fix_shape`) with the camera re-fitted to it, else the identity
+        head's correction; unchanged without either."""
+        fixed = getattr(encoder if encoder is not None else self.encoder, "fixed_shape", None)
+        if fixed is not None:
+            l2d = self.geometry(params.detach(), images.shape[-1]).landmarks2d
+            beta = fixed.to(params.shape.device, torch.float32).expand(params.shape.shape[0], -1)
+            return self.with_shape(params, beta, l2d, images.shape[-1])
+        if self.identity_head is None:
             return params
         desc, l2d = self.identity_descriptor(params, images)
         return self.with_identity(params, self.identity_head(desc), l2d, images.shape[-1])
+
+    def predict(self, images: torch.Tensor) -> CoarseParams:
+        """(B, 3, H, W) crops in [0, 1] → parameters (the encoder, then :meth:`complete`)."""
+        return self.complete(self.encoder(self.encoder_input(images)), images)
 
     def forward(self, images: torch.Tensor) -> CoarseGeometry:
         """(B, 3, H, W) crops in [0, 1] → geometry in the crop's pixels."""

@@ -158,27 +158,21 @@ def attach_person(encoder: nn.Module, person: PersonFile, fix_identity: bool = T
 class _FixedShape:
     """The handle of :func:`fix_shape`: ``remove()`` gives the per-image β back."""
 
-    def __init__(self, encoder: nn.Module, hook):
-        self.encoder, self.hook = encoder, hook
+    def __init__(self, encoder: nn.Module):
+        self.encoder = encoder
 
     def remove(self) -> None:
-        self.hook.remove()
         self.encoder.fixed_shape = None
 
 
 def fix_shape(encoder: nn.Module, beta: torch.Tensor) -> _FixedShape:
-    """Forward hook replacing the encoder's per-image β (B, n_shape) by ``beta`` (n_shape,).
-    While it is on, ``encoder.fixed_shape`` is that β, and a coarse model does not add its
-    identity head's per-image correction (:meth:`facetwin.models.coarse.CoarseModel.predict`)."""
+    """One β for every image: ``encoder.fixed_shape = beta`` (n_shape,). The coarse model
+    (:meth:`facetwin.models.coarse.CoarseModel.complete`) then uses it in place of the per-image β
+    (the encoder's and its identity head's) and re-fits the camera to it, so the person's face sits
+    where the encoder placed the face. ``handle.remove()`` gives the per-image β back."""
     ref = next(encoder.parameters())
-    beta = beta.detach().to(ref.device, torch.float32)
-
-    def hook(module, inputs, params):
-        params.shape = beta.to(params.shape.dtype).expand_as(params.shape).clone()
-        return params
-
-    encoder.fixed_shape = beta
-    return _FixedShape(encoder, encoder.register_forward_hook(hook))
+    encoder.fixed_shape = beta.detach().to(ref.device, torch.float32)
+    return _FixedShape(encoder)
 
 
 def load_person(path: str | Path, encoder: nn.Module, base_path: str | Path, fix_identity: bool = True) -> PersonFile:

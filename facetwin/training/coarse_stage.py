@@ -173,9 +173,8 @@ class CoarseStage(Stage):
         images = batch["image"].float()
         with self.autocast():
             params = model(self.coarse.encoder_input(images))
-        if self.coarse.uses_identity_head:  # a frozen identity head (from the init model file)
-            desc, l2d = self.coarse.identity_descriptor(params, images)
-            params = self.coarse.with_identity(params, self.coarse.identity_head(desc), l2d, images.shape[-1])
+        # a person's fixed β or a frozen identity head (from the init model file), as at inference
+        params = self.coarse.complete(params, images, encoder=getattr(model, "module", model))
         return self.coarse.loss_inputs(params, batch, self.weights, with_render=with_render)
 
     def training_step(self, model, batch, step):
