@@ -497,9 +497,9 @@ def resolve_model_file(model_file: str | Path | None) -> Path:
     return path
 
 
-def read_encoder(model_file: str | Path, head_model=None) -> tuple[CoarseEncoder, dict]:
-    """(encoder with its weights, metadata) of a coarse-encoder model file; ``head_model``
-    (optional) is checked against the layout the encoder was trained for."""
+def read_encoder(model_file: str | Path, head_model=None) -> tuple[CoarseEncoder, dict, IdentityHead | None]:
+    """(encoder with its weights, metadata, identity head or None) of a coarse-encoder model file
+    (read once); ``head_model`` (optional) is checked against the layout the encoder was trained for."""
     path = resolve_model_file(model_file)
     state, meta = files.read_model_file(path, files.COARSE_ENCODER)
     if "encoder" not in meta:
@@ -516,20 +516,19 @@ def read_encoder(model_file: str | Path, head_model=None) -> tuple[CoarseEncoder
         encoder.load_state_dict(enc_state)
     except RuntimeError as exc:
         raise FacetwinError(f"{path.name} does not match its own encoder description: {str(exc).splitlines()[0]}") from None
-    return encoder, meta
+    return encoder, meta, identity_head_from(state, meta, path.name)
 
 
-def read_identity_head(model_file: str | Path) -> IdentityHead | None:
-    """The identity head stored in a coarse model file, or None when it has none."""
-    path = resolve_model_file(model_file)
-    state, meta = files.read_model_file(path, files.COARSE_ENCODER)
+def identity_head_from(state: dict, meta: dict, name: str) -> IdentityHead | None:
+    """The identity head in a coarse model file's tensors and metadata (read by
+    :func:`facetwin.models.files.read_model_file`), or None when it has none."""
     if not meta.get("identity_head"):
         return None
     try:
         head = build_identity_head(meta["identity_head"])
         head.load_state_dict({k[len(IDENTITY_PREFIX):]: v for k, v in state.items() if k.startswith(IDENTITY_PREFIX)})
     except (RuntimeError, ValueError, TypeError) as exc:
-        raise FacetwinError(f"{path.name}: its identity head does not match its description: {str(exc).splitlines()[0]}") from None
+        raise FacetwinError(f"{name}: its identity head does not match its description: {str(exc).splitlines()[0]}") from None
     return head
 
 
@@ -542,8 +541,7 @@ def load_coarse_model(model_file: str | Path | None = "default", head_model: str
     path = resolve_model_file(model_file)
     meta = files.upgrade(files.read_metadata(path))
     head = load_head_model(head_model or meta.get("head_model", "open"))
-    encoder, meta = read_encoder(path, head)
-    identity_head = read_identity_head(path)
+    encoder, meta, identity_head = read_encoder(path, head)
     return CoarseModel(encoder, head, identity_head=identity_head).to(device).eval(), meta
 
 

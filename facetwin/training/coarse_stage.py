@@ -20,7 +20,7 @@ from facetwin.errors import FacetwinError
 from facetwin.losses.coarse import CoarseLossWeights, coarse_losses
 from facetwin.models import files
 from facetwin.models.coarse import (IDENTITY_PREFIX, CoarseModel, CoarseModelConfig, UniformAlbedo, build_encoder, export_encoder,
-                                    load_albedo, read_identity_head)
+                                    identity_head_from, load_albedo)
 from facetwin.training.config import ConfigError, OptimConfig, RunConfig, to_dict
 from facetwin.training.engine import Stage
 
@@ -119,7 +119,8 @@ class CoarseStage(Stage):
         if cfg.model.init_checkpoint:
             state, init_meta = files.read_model_file(Path(cfg.model.init_checkpoint), files.COARSE_ENCODER)
             if init_meta.get("identity_head"):  # kept, frozen: β = β_ViT + head(descriptor) as at inference
-                identity_head = read_identity_head(cfg.model.init_checkpoint).to(dev).requires_grad_(False)
+                identity_head = identity_head_from(state, init_meta, Path(cfg.model.init_checkpoint).name)
+                identity_head = identity_head.to(dev).requires_grad_(False)
                 state = {k: v for k, v in state.items() if not k.startswith(IDENTITY_PREFIX)}
             try:
                 encoder.load_state_dict(state)
