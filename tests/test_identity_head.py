@@ -179,7 +179,7 @@ def test_identity_stage_trains_only_the_head_resumes_exactly_and_exports(prepare
     after = tr.stage.coarse.encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # the encoder is frozen
     head = tr.stage.model
-    assert float(head.mlp[-1].weight.abs().sum()) > 0  # the head learned
+    assert float(head.mlp[-1].weight.detach().abs().sum()) > 0  # the head learned
     # the exported file is a complete coarse model: encoder + head, the base's training config kept
     model, meta = load_coarse_model(tmp_path / "a" / "export" / "coarse_encoder.safetensors")
     assert model.identity_head is not None and meta["identity_stage"]["base_model"] == "coarse_encoder.safetensors"
@@ -223,6 +223,13 @@ def test_a_coarse_run_from_a_model_with_an_identity_head_keeps_it_frozen(prepare
         _, geo = tr.stage.forward(tr.stage.model.eval(), batch, with_render=False)
         tr.stage.coarse.eval()
         torch.testing.assert_close(tr.stage.coarse.predict(batch["image"].float()).shape, geo.params.shape, rtol=0, atol=1e-3)
+        # its β prior reads the encoder's own β (what the run trains), not the head's total
+        inputs, _ = tr.stage.coarse.loss_inputs(geo.params, batch, tr.stage.weights, with_render=False)
+        assert inputs.prior_shape is None
+        own = tr.stage.model(tr.stage.coarse.encoder_input(batch["image"].float())).shape.float()
+        staged, _ = tr.stage.forward(tr.stage.model, batch, with_render=False)
+        torch.testing.assert_close(staged.prior_shape, own)
+        assert float((geo.params.shape - own).abs().max()) > 0.1
     out, _ = load_coarse_model(tmp_path / "c" / "export" / "coarse_encoder.safetensors")
     assert out.identity_head is not None
 
@@ -244,3 +251,45 @@ def test_a_person_beta_replaces_the_heads_correction(params):
         free = model.predict(images).shape
     torch.testing.assert_close(fixed, beta.expand_as(fixed))
     assert float((free - beta).abs().max()) > 0.5 and float((free[0] - free[1]).abs().max()) > 0.1
+
+
+def test_training_through_the_head_can_move_the_face(coarse, params):
+    """With the identity head applied (``complete``), the encoder's camera still moves the inner
+    landmarks: the camera re-fit's target is differentiable. Known answer: shifting the
+    encoder's translation by t shifts every re-fitted inner landmark by exactly t · crop size
+    (the fit is translation-equivariant), and the autograd gradient agrees with finite differences.
+    Detached, the re-fit pinned the face to the encoder's own guess (gradient 0: a person model
+    could never correct where the base model put the face)."""
+    p, images = params
+    p = p.index(torch.tensor([0]))
+    images = images[:1]
+    assert coarse.identity_head is not None
+
+    def inner_x(translation):
+        q = type(p)(**{**p.as_dict(), "translation": translation})
+        return coarse.geometry(coarse.complete(q, images), 224).landmarks2d[0, 17:, 0].mean()
+
+    t = p.translation.clone().requires_grad_(True)
+    inner_x(t).backward()
+    assert abs(float(t.grad[0, 0]) - 224.0) < 0.5 and abs(float(t.grad[0, 1])) < 0.5
+    e = torch.tensor([[1e-3, 0.0]])
+    with torch.no_grad():
+        fd = (inner_x(p.translation + e) - inner_x(p.translation - e)) / 2e-3
+    assert abs(float(fd) - 224.0) < 0.5
+
+
+def test_the_beta_prior_acts_on_what_the_run_trains(coarse, params):
+    """A coarse or person run from a model with a frozen head: L_C's |β|² term reads the encoder's
+    own β, not β + the head's Δβ (|Δβ|² is ~600 for the shipped head: on the total the prior was
+    2/3 of L_C and taught the encoder to undo the likeness)."""
+    from facetwin.losses.coarse import CoarseLossWeights, coarse_losses
+
+    p, images = params
+    full = coarse.complete(p, images)
+    assert float(full.shape.pow(2).sum(-1).mean()) > 10 * float(p.shape.pow(2).sum(-1).mean())
+    batch = {"image": images, "landmarks": coarse.geometry(full, 224).landmarks2d.detach()}
+    w = CoarseLossWeights(shape_reg=1.0)
+    for prior, expected in ((None, full.shape), (p.shape, p.shape)):
+        inputs, _ = coarse.loss_inputs(full, batch, w, with_render=False, prior_shape=prior)
+        _, terms = coarse_losses(inputs, w)
+        torch.testing.assert_close(terms["shape_reg"], expected.pow(2).sum(-1).mean(), rtol=1e-5, atol=0)

@@ -107,11 +107,30 @@ def test_personalize_lowers_the_training_loss(trained, prepared):
     base_enc = load_coarse_model()[0].encoder
     with torch.no_grad():
         losses = []
-        for enc in (base_enc, stage.model.eval()):
+        for enc in (base_enc, stage.model.eval()):  # the base: its own per-frame β; the person: its trained β
             inputs, _ = stage.forward(enc, batch)
             losses.append(float(coarse_losses(inputs, stage.weights, identity_loss=stage.identity_loss)[0]))
     # 10 steps: -1.8 % with the identity head's β (the base already fits these faces better), -3 % or more without
     assert losses[1] < 0.99 * losses[0], losses
+
+
+def test_the_person_has_one_trained_beta(trained, prepared):
+    """Every frame is reconstructed with the person's one β, a parameter learnt with the adapters
+    from its start (the base model's mean β over the frames); the person file carries it."""
+    from facetwin.training.person_stage import PERSON_BETA
+
+    stage = trained["stage"]
+    beta, start = getattr(stage.model, PERSON_BETA).detach(), getattr(stage.model, PERSON_BETA + "_start")
+    assert 1e-3 < float((beta - start).abs().max()) < 1.0  # moved, a little: 10 steps
+    assert stage.weights.shape_consistency == 0.0  # satisfied by construction
+    images, ds = _crops(prepared)
+    batch = {"image": images, "landmarks": torch.stack([ds[i]["landmarks"] for i in range(len(images))])}
+    with torch.no_grad():
+        _, geo = stage.forward(stage.model.eval(), batch, with_render=False)
+    torch.testing.assert_close(geo.params.shape, beta.expand_as(geo.params.shape))
+    person = read_person(trained["out"])
+    torch.testing.assert_close(person.beta_mean, beta.float(), rtol=0, atol=1e-6)
+    assert float(person.beta_std.max()) > 0  # the spread: the adapted encoder's own per-frame β
 
 
 def test_person_file_size_metadata_and_roundtrip(trained, prepared):

@@ -34,6 +34,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="photos, videos or folders of them, all of one person")
     p.add_argument("--out", required=True, help="the person file to write (NAME.facetwin)")
     add_person_training_args(p)
+    p.add_argument("--detail", default=None, metavar="MODEL",
+                   help="also transfer the detail MAE (section 3.4's detail part: its adapters, layer norms and x_d, "
+                        "with L_Tchr) — a detail MAE model file, or 'default' (the shipped one); needs --teacher")
+    p.add_argument("--teacher", default=None, metavar="UNET", help="the detail MAE's UNet teacher model file (for --detail)")
     p.add_argument("--work", default=None, help="work folder: prepared crops, checkpoints, metrics.jsonl (default OUT.work)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the work folder from its last checkpoint (default: a re-run trains anew, reusing the prepared frames)")
@@ -100,6 +104,14 @@ def run(args) -> dict | None:
         if not Path(i).exists():
             raise FacetwinError(f"input not found: {i}")
     base = resolve_model_file(args.model)
+    if args.detail and not args.teacher:
+        raise FacetwinError("--detail needs --teacher: the detail part trains with the teacher loss L_Tchr (Eq. 5)")
+    if args.teacher and not args.detail:
+        raise FacetwinError("--teacher is for the detail part: add --detail MODEL")
+    if args.detail:
+        from facetwin.models.detail import read_detail_network
+
+        read_detail_network(args.detail, "mae"), read_detail_network(args.teacher, "unet")  # refused before any work
     work = Path(args.work) if args.work else Path(str(out) + ".work")
     prepared = work / "prepared"
     if is_main_process():
@@ -112,7 +124,8 @@ def run(args) -> dict | None:
     summary, _ = personalize(prepared, out, base, minutes=args.minutes, max_steps=args.max_steps,
                              adapter_width=args.adapter_width, batch_size=args.batch_size, threads=args.threads,
                              seed=args.seed, work_dir=work, resume=args.resume, command=command_line(),
-                             progress=not args.no_progress, lr=args.lr, augment=args.augment, **reliability_option(args))
+                             progress=not args.no_progress, lr=args.lr, augment=args.augment, detail=args.detail,
+                             teacher=args.teacher, **reliability_option(args))
     if not is_main_process():
         return None
     summary["prepare"] = {k: prep.get(k) for k in ("images", "videos")}

@@ -182,6 +182,12 @@ class FaceTwin:
 
             self.detail, self.detail_meta = load_detail_model(detail, coarse=self.model, coarse_file=resolve_checkpoint(model_file),
                                                               device=self.device)
+            if self.person is not None and self.person.has_details:  # the person's own detail adapters
+                from facetwin.models.detail import resolve_detail_file
+                from facetwin.models.person import attach_person_details
+
+                attach_person_details(self.detail.network, self.person, resolve_detail_file(detail))
+                self.detail_meta["person_details"] = True
 
     @torch.no_grad()
     def detail_crop(self, params, crop: np.ndarray) -> DetailResult:

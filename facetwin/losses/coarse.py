@@ -54,6 +54,9 @@ class CoarseLossInputs:
     landmark_weight: Tensor | None = None      # (B, 68) per-landmark confidence (automatic labels)
     perceptual_mask: Tensor | None = None      # (B, 1, H, W) part of the render pasted for L_per (default render_mask)
     identity: Tensor | None = None             # (B,) int person labels (-1 unknown), for shape_spread
+    # (B, n_shape) the β the shape prior acts on when part of ``shape`` is a fixed offset the run
+    # does not train (a frozen identity head's): the trained network's own β; None = ``shape``
+    prior_shape: Tensor | None = None
 
     @property
     def crop_size(self) -> int:
@@ -176,7 +179,7 @@ def coarse_losses(
                     composite = composite_render(x.render, x.image, paste)
                 terms[name] = weight * fn(composite, x.image, x.gt_landmarks)
 
-    terms["shape_reg"] = w.shape_reg * l2_regularizer(x.shape)
+    terms["shape_reg"] = w.shape_reg * l2_regularizer(x.shape if x.prior_shape is None else x.prior_shape)
     terms["expression_reg"] = w.expression_reg * l2_regularizer(x.expression)
     terms["albedo_reg"] = w.albedo_reg * l2_regularizer(x.albedo)
     if w.light_reg > 0:

@@ -262,10 +262,16 @@ class CoarseModel(nn.Module):
     def identity_descriptor(self, params: CoarseParams, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(descriptor (B, 128), landmarks (B, 68, 2) crop pixels) of the photos: dlib's chip
         aligned by the landmarks the encoder's parameters project to (no labels at inference)."""
+        l2d = self.geometry(params.detach(), images.shape[-1]).landmarks2d
+        return self.chip_descriptor(images, l2d), l2d
+
+    @torch.no_grad()
+    def chip_descriptor(self, images: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        """(B, 128) dlib descriptor of the chips of ``images`` (B, 3, S, S) aligned by ``landmarks``
+        (B, 68, 2) crop pixels; no gradient (the descriptor is frozen, the chip a fixed crop)."""
         from facetwin.losses.identity import face_chips
 
-        l2d = self.geometry(params.detach(), images.shape[-1]).landmarks2d
-        return self.descriptor()(face_chips(images.float(), l2d)), l2d
+        return self.descriptor()(face_chips(images.float(), landmarks.detach()))
 
     def with_identity(self, params: CoarseParams, delta: torch.Tensor, landmarks: torch.Tensor, crop_size: int) -> CoarseParams:
         """``params`` with β + ``delta`` (B, n_shape) (its size-changing part removed) and the
@@ -308,20 +314,23 @@ class CoarseModel(nn.Module):
         d, g = self._size_dirs
         return delta - (delta.float() @ g)[:, None].to(delta.dtype) * d.to(delta.dtype)
 
-    def complete(self, params: CoarseParams, images: torch.Tensor, encoder: nn.Module | None = None) -> CoarseParams:
+    def complete(self, params: CoarseParams, images: torch.Tensor, encoder: nn.Module | None = None,
+                 shape: torch.Tensor | None = None) -> CoarseParams:
         """What follows the encoder (``encoder``, default this model's, produced ``params`` from
-        ``images`` (B, 3, H, W)): a person's fixed β (``encoder.fixed_shape``, see
-        :func:`facetwin.models.person.fix_shape`) with the camera re-fitted to it, else the identity
+        ``images`` (B, 3, H, W)): one β for every image — ``shape`` (n_shape,) when given (a person
+        run's trained β), else a person's fixed β (``encoder.fixed_shape``, see
+        :func:`facetwin.models.person.fix_shape`) — with the camera re-fitted to it, else the identity
         head's correction; unchanged without either."""
-        fixed = getattr(encoder if encoder is not None else self.encoder, "fixed_shape", None)
-        if fixed is not None:
-            l2d = self.geometry(params.detach(), images.shape[-1]).landmarks2d
-            beta = fixed.to(params.shape.device, torch.float32).expand(params.shape.shape[0], -1)
-            return self.with_shape(params, beta, l2d, images.shape[-1])
-        if self.identity_head is None:
+        fixed = shape if shape is not None else getattr(encoder if encoder is not None else self.encoder, "fixed_shape", None)
+        if fixed is None and self.identity_head is None:
             return params
-        desc, l2d = self.identity_descriptor(params, images)
-        return self.with_identity(params, self.identity_head(desc), l2d, images.shape[-1])
+        # the camera re-fit's target, differentiable: detached, it would pin the inner landmarks'
+        # place and size to the encoder's own guess and a training run could never correct it
+        l2d = self.geometry(params, images.shape[-1]).landmarks2d
+        if fixed is not None:
+            beta = fixed.to(params.shape.device, torch.float32).reshape(1, -1).expand(params.shape.shape[0], -1)
+            return self.with_shape(params, beta, l2d, images.shape[-1])
+        return self.with_identity(params, self.identity_head(self.chip_descriptor(images, l2d)), l2d, images.shape[-1])
 
     def predict(self, images: torch.Tensor) -> CoarseParams:
         """(B, 3, H, W) crops in [0, 1] → parameters (the encoder, then :meth:`complete`)."""
@@ -353,7 +362,7 @@ class CoarseModel(nn.Module):
         return region_mask(fragments, self._face_triangles)
 
     def loss_inputs(self, params: CoarseParams, batch: dict, weights: CoarseLossWeights,
-                    with_render: bool = True) -> tuple[CoarseLossInputs, CoarseGeometry]:
+                    with_render: bool = True, prior_shape: torch.Tensor | None = None) -> tuple[CoarseLossInputs, CoarseGeometry]:
         """Everything the coarse losses read for one batch, and the geometry.
 
         ``params``: the encoder's output for ``batch["image"]`` (the caller runs the encoder, so
@@ -361,6 +370,8 @@ class CoarseModel(nn.Module):
         vocabulary of :mod:`facetwin.data.prepared`): ``image`` (B, 3, S, S) in [0, 1],
         ``landmarks`` (B, 68, 2) crop pixels, optional ``skin`` / ``occluder`` (B, 1, S, S),
         ``identity`` (B,) (negative = unknown; L_sc and ``loss.shape_spread``), ``landmark_weight`` (B, 68).
+        ``prior_shape`` (B, n_shape): the β the shape prior acts on, when ``params.shape`` holds a
+        fixed offset the run does not train (:attr:`CoarseLossInputs.prior_shape`).
         With a render (``with_render`` and :meth:`attach_renderer` done) every image quantity is
         at the render size R and pixel coordinates are scaled by R / S; the landmark terms are
         normalised by the image size, so they do not change.
@@ -397,7 +408,7 @@ class CoarseModel(nn.Module):
             swapped_landmarks2d=None if swapped is None else swapped * f, dynamic_contour2d=None if dyn is None else dyn * f,
             pose=p.pose, skin_mask=skin, occluder_mask=occ, landmark_weight=batch.get("landmark_weight"),
             perceptual_mask=self.face_region(fragments) if fragments is not None and weights.perceptual_region == "face" else None,
-            identity=batch.get("identity"),
+            identity=batch.get("identity"), prior_shape=prior_shape,
         )
         return inputs, geo
 

@@ -5,7 +5,7 @@ parameters: a Houlsby adapter in every transformer block and the layer norms of 
 encoder's ``transfer_parameters()``, :func:`facetwin.networks.adapters.transfer_parameters`;
 the coarse encoder has no learnable latent and no layer norm outside its ViT). The file holds only those
 (safetensors, **fp16**, ~0.3 MB for ViT-Tiny at adapter width 32 — 2.9 % of the 11 MB base), the
-person's identity β (the mean over the training frames, and its spread) and a JSON header. It is
+person's identity β (trained with the adapters, and the spread of the per-frame β) and a JSON header. It is
 a model file of kind ``person`` (:mod:`facetwin.models.files`: the one writer and reader of model
 files — atomic write, fp16, refusal of a truncated, NaN-holding, foreign or newer file)::
 
@@ -19,7 +19,11 @@ corrections of one particular set of base weights and mean nothing on another.
 
 Tensors in the file: the encoder state-dict entries of the person parameters (``vit.blocks.3.
 adapter.down.weight``, ``vit.blocks.3.norm1.weight``, ``vit.norm.bias`` ...) and ``person.beta_mean``
-/ ``person.beta_std`` (n_shape,).
+/ ``person.beta_std`` (n_shape,). With the detail part (``facetwin personalize --detail``): the
+detail MAE's person parameters — adapters, layer norms, the detail latent x_d — under ``detail.``
+(``detail.blocks.0.adapter.up.weight``, ``detail.detail_latent`` ...), and a ``detail`` header entry
+(the detail model file's name and SHA-256, the adapter width, the teacher, steps): they are refused
+on another detail model, as the coarse part is on another base.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from facetwin.networks.adapters import add_adapters
 FORMAT = files.format_name(files.PERSON)  # "facetwin-person/1"
 SUFFIX = ".facetwin"
 BETA_MEAN, BETA_STD = "person.beta_mean", "person.beta_std"
+DETAIL_PREFIX = "detail."  # the detail MAE's person parameters
 STORE_DTYPE = torch.float16
 
 
@@ -46,10 +51,15 @@ class PersonFile:
     """A read person file: person parameters (float32), identity and metadata."""
 
     state: dict[str, torch.Tensor]   # encoder state-dict entries of the person parameters
-    beta_mean: torch.Tensor          # (n_shape,) the person's β: mean over the training frames
-    beta_std: torch.Tensor           # (n_shape,) its per-component spread over those frames
+    beta_mean: torch.Tensor          # (n_shape,) the person's β (trained with the adapters; older files: the frames' mean)
+    beta_std: torch.Tensor           # (n_shape,) per-component spread of the per-frame β over the training frames
     meta: dict = field(default_factory=dict)
     path: Path | None = None
+    detail_state: dict[str, torch.Tensor] = field(default_factory=dict)  # detail MAE state-dict entries (no prefix)
+
+    @property
+    def has_details(self) -> bool:
+        return bool(self.detail_state)
 
     @property
     def adapter_width(self) -> int:
@@ -91,12 +101,16 @@ def person_state(encoder: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def write_person(path: str | Path, state: dict[str, torch.Tensor], beta_mean: torch.Tensor, beta_std: torch.Tensor,
-                 meta: dict) -> Path:
+                 meta: dict, detail_state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write a person file (a model file of kind ``person``, atomically, no sidecar); the person
-    parameters stored as fp16, the identity as fp32."""
+    parameters stored as fp16, the identity as fp32; ``detail_state``: the detail MAE's person
+    parameters (needs ``meta["detail"]``)."""
     if "base_sha256" not in meta or "adapter_width" not in meta:
         raise ValueError("person metadata needs base_sha256 and adapter_width")
+    if detail_state and "sha256" not in (meta.get("detail") or {}):
+        raise ValueError("a person file with details needs meta['detail'] with the detail model's sha256")
     tensors = dict(state)
+    tensors.update({DETAIL_PREFIX + k: v for k, v in (detail_state or {}).items()})
     tensors[BETA_MEAN] = beta_mean.detach().to(torch.float32).reshape(-1)
     tensors[BETA_STD] = beta_std.detach().to(torch.float32).reshape(-1)
     return files.write_model_file(path, tensors, files.PERSON, {"dtype": "float16", **meta}, dtype=STORE_DTYPE,
@@ -114,7 +128,10 @@ def read_person(path: str | Path) -> PersonFile:
         if key not in meta:
             raise FacetwinError(f"{path.name} is a damaged person file (no {key} in its header)")
     beta_mean, beta_std = tensors.pop(BETA_MEAN), tensors.pop(BETA_STD)
-    return PersonFile(tensors, beta_mean, beta_std, meta, path)
+    detail = {k[len(DETAIL_PREFIX):]: tensors.pop(k) for k in [k for k in tensors if k.startswith(DETAIL_PREFIX)]}
+    if detail and "sha256" not in (meta.get("detail") or {}):
+        raise FacetwinError(f"{path.name} is a damaged person file (detail parameters without their detail model)")
+    return PersonFile(tensors, beta_mean, beta_std, meta, path, detail)
 
 
 def check_base(person: PersonFile, base_path: str | Path) -> None:
@@ -153,6 +170,34 @@ def attach_person(encoder: nn.Module, person: PersonFile, fix_identity: bool = T
     if person.beta_mean.numel() != n:
         raise FacetwinError(f"{person.name}{SUFFIX} has {person.beta_mean.numel()} identity components, the encoder {n}")
     return fix_shape(encoder, person.beta_mean)
+
+
+def detail_parameter_names(network: nn.Module) -> list[str]:
+    """State-dict names of what person-specific transfer trains in a detail MAE (adapters, layer
+    norms, x_d: ``network.transfer_parameters()``)."""
+    ids = {id(p) for p in network.transfer_parameters()}
+    return [n for n, p in network.named_parameters() if id(p) in ids]
+
+
+def attach_person_details(network: nn.Module, person: PersonFile, detail_file: str | Path) -> None:
+    """Turn the base detail MAE ``network`` (loaded from ``detail_file``) into the person's: adds
+    adapters of the person's detail width and loads its detail parameters. Refused (one line) for
+    a person file without details, or with details made for another detail model file."""
+    info = person.meta.get("detail") or {}
+    if not person.has_details:
+        raise FacetwinError(f"{person.name}{SUFFIX} has no detail part (personalise with --detail)")
+    digest = file_sha256(detail_file)
+    if info.get("sha256") != digest:
+        raise FacetwinError(f"{person.name}{SUFFIX}'s details were made for another detail model ({info.get('file', '?')}, "
+                            f"sha256 {str(info.get('sha256'))[:12]}), not {Path(detail_file).name} (sha256 {digest[:12]})")
+    if not hasattr(network, "transfer_parameters") or not hasattr(network, "blocks"):
+        raise FacetwinError(f"{person.name}{SUFFIX}'s details are for a detail MAE, not a {type(network).__name__}")
+    add_adapters(network, int(info["adapter_width"]))
+    expected = set(detail_parameter_names(network))
+    sd = network.state_dict()
+    if set(person.detail_state) != expected or any(sd[k].shape != v.shape for k, v in person.detail_state.items()):
+        raise FacetwinError(f"{person.name}{SUFFIX}'s details do not fit this detail model")
+    network.load_state_dict(person.detail_state, strict=False)
 
 
 class _FixedShape:

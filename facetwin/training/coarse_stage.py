@@ -21,6 +21,7 @@ from facetwin.losses.coarse import CoarseLossWeights, coarse_losses
 from facetwin.models import files
 from facetwin.models.coarse import (IDENTITY_PREFIX, CoarseModel, CoarseModelConfig, UniformAlbedo, build_encoder, export_encoder,
                                     identity_head_from, load_albedo)
+from facetwin.networks.coarse_encoder import CoarseParams
 from facetwin.training.config import ConfigError, OptimConfig, RunConfig, to_dict
 from facetwin.training.engine import Stage
 
@@ -173,10 +174,22 @@ class CoarseStage(Stage):
         engine's autocast, then the model layer's loss-input assembly."""
         images = batch["image"].float()
         with self.autocast():
-            params = model(self.coarse.encoder_input(images))
-        # a person's fixed β or a frozen identity head (from the init model file), as at inference
-        params = self.coarse.complete(params, images, encoder=getattr(model, "module", model))
-        return self.coarse.loss_inputs(params, batch, self.weights, with_render=with_render)
+            own = model(self.coarse.encoder_input(images))
+        # one β for every image, or a frozen identity head (from the init model file), as at inference
+        encoder = getattr(model, "module", model)
+        params = self.coarse.complete(own, images, encoder=encoder, shape=self.shared_shape(encoder))
+        return self.coarse.loss_inputs(params, batch, self.weights, with_render=with_render,
+                                       prior_shape=self.shape_prior(encoder, own, params))
+
+    def shared_shape(self, encoder) -> torch.Tensor | None:
+        """(n_shape,) one β for every image that ``encoder`` carries (a person run's), or None: β per image."""
+        return None
+
+    def shape_prior(self, encoder, own: CoarseParams, params: CoarseParams) -> torch.Tensor | None:
+        """(B, n_shape) what the β prior acts on: what this run trains, the encoder's own β (on
+        β + a frozen head's Δβ it would teach the encoder to cancel the head's identity: |β|² ≈ 600,
+        ~2/3 of L_C); None: ``params.shape`` (no head)."""
+        return own.shape.float() if params.shape is not own.shape else None
 
     def training_step(self, model, batch, step):
         with_render = self.cfg.render.enabled and step >= self.cfg.render.landmark_only_steps

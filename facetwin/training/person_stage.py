@@ -13,7 +13,13 @@ swap β). What this stage adds:
   ``patience`` evaluations without a relative gain of ``min_delta`` (early stopping);
 * a wall-clock budget (``deadline``, seconds of ``time.time()``) checked after every step;
 * a progress bar over the budget with the running loss and the held-out NME;
-* the person's identity: the mean β over its frames (no augmentation) with its spread.
+* **one β for the person, trained** (``shared_beta``): a parameter on the encoder, started at
+  the mean of the base model's β over the person's frames, used for every frame (the camera
+  re-fitted to it, as at inference) and learnt with the adapters from all frames together; its
+  prior is a tether to that start (the β prior's weight on β − start). L_sc is then satisfied by
+  construction and is left out (it would count the landmark term twice). Without it (``shared_beta:
+  false``) β stays per frame, pulled together by L_sc, and the person's β is their mean;
+* the person's identity: that β, with the spread of the adapted encoder's per-frame β.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from torch.utils.data import Dataset
 from facetwin.models.person import person_state, prepare_encoder, write_person
 from facetwin.training.coarse_stage import CoarseConfig, CoarseStage
 
+PERSON_BETA = "person_beta"  # the encoder parameter of a shared_beta run (the person file stores it as the person's β)
+
 
 @dataclass
 class PersonSettings:
@@ -40,6 +48,7 @@ class PersonSettings:
     patience: int = 6              # evaluations without gain before early stopping
     min_delta: float = 0.005       # relative held-out NME gain that counts as a gain
     contour: str = "static"        # held-out NME convention (as `facetwin evaluate landmarks`)
+    shared_beta: bool = True       # one trained β for every frame (else per-frame β + L_sc)
 
 
 @torch.no_grad()
@@ -91,6 +100,8 @@ class PersonStage(CoarseStage):
 
     def __init__(self, cfg: CoarseConfig, settings: PersonSettings, train_set: Dataset, val_set: Dataset | None = None,
                  identity_set: Dataset | None = None, deadline: float | None = None, head_model=None, progress: bool = True):
+        if settings.shared_beta:
+            cfg.loss.shape_consistency = 0.0  # one β for every frame satisfies L_sc exactly
         super().__init__(cfg, dataset=train_set, head_model=head_model)
         self.settings = settings
         self.val_set = val_set
@@ -104,6 +115,7 @@ class PersonStage(CoarseStage):
         self.stop_reason = "steps"
         self._stop = False
         self._bar = None
+        self._per_frame = False  # True: reconstruct with per-frame β even where the encoder has the person's
 
     # -- set-up ----------------------------------------------------------------------------
     def setup(self, info) -> None:
@@ -111,6 +123,12 @@ class PersonStage(CoarseStage):
         self.info = info
         self.person_params = prepare_encoder(self.model, self.settings.adapter_width)
         self.n_person_parameters = sum(p.numel() for p in self.person_params)
+        if self.settings.shared_beta:
+            # on the encoder, so the engine's optimiser, checkpoints and resume carry it
+            start = torch.from_numpy(predict(self, self.model, self.identity_set)["beta"].mean(0))
+            self.model.register_buffer(PERSON_BETA + "_start", start.clone())
+            self.model.register_parameter(PERSON_BETA, torch.nn.Parameter(start.clone()))
+            self.n_person_parameters += start.numel()
         self.started = time.time()
         if info.is_main and self.progress:
             from tqdm import tqdm
@@ -122,6 +140,16 @@ class PersonStage(CoarseStage):
 
     def parameter_groups(self, model, optim):
         return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+
+    def shared_shape(self, encoder):
+        """The person's trained β when ``encoder`` is this run's (a base or loaded encoder has none)."""
+        return None if self._per_frame else getattr(encoder, PERSON_BETA, None)
+
+    def shape_prior(self, encoder, own, params):
+        beta = self.shared_shape(encoder)
+        if beta is None:
+            return super().shape_prior(encoder, own, params)
+        return (beta - getattr(encoder, PERSON_BETA + "_start")).reshape(1, -1).expand(params.shape.shape[0], -1)
 
     def epoch_batches(self, epoch, rng, batch_size):
         """Random batches over the person's frames; a set smaller than a batch is repeated to fill it."""
@@ -161,7 +189,7 @@ class PersonStage(CoarseStage):
     def evaluate(self, model, step):
         """Held-out NME; keeps the best person parameters; decides early stopping."""
         if self.val_set is None or len(self.val_set) == 0:
-            self.best_state, self.best_step = person_state(self.model), step
+            self.best_state, self.best_step = self._state(), step
             return None
         from facetwin.evaluation.nme import per_image_nme
 
@@ -173,7 +201,7 @@ class PersonStage(CoarseStage):
             self.bad_evals += 1
         if val < self.best_val:
             self.best_val, self.best_step = val, step
-            self.best_state = person_state(self.model)
+            self.best_state = self._state()
         if self.bad_evals >= self.settings.patience:
             self._stop, self.stop_reason = True, f"early stop (no held-out gain in {self.bad_evals} evaluations)"
         return {"val_nme": val, "best_val_nme": self.best_val}
@@ -183,6 +211,13 @@ class PersonStage(CoarseStage):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        """The person parameters and, when trained, the person's β (detached copies)."""
+        state = person_state(self.model)
+        if self.shared_shape(self.model) is not None:
+            state[PERSON_BETA] = self.shared_shape(self.model).detach().clone()
+        return state
 
     def use_best(self) -> None:
         """Load the best person parameters seen (by held-out NME) into the encoder."""
@@ -194,11 +229,17 @@ class PersonStage(CoarseStage):
         (cached: the checkpoint's export and the final person file need it for the same weights)."""
         from facetwin.evaluation.person import neutral_rms_mm
 
-        version = tuple(float(p.detach().double().sum()) for p in self.person_params)
+        shared = self.shared_shape(self.model)
+        version = tuple(float(p.detach().double().sum()) for p in self.person_params + ([shared] if shared is not None else []))
         if getattr(self, "_identity", (None, None))[0] == version:
             return self._identity[1]
-        b = predict(self, self.model, self.identity_set)["beta"]
-        ident = {"beta_mean": torch.from_numpy(b.mean(0)), "beta_std": torch.from_numpy(b.std(0)),
+        self._per_frame = True  # the spread: the adapted encoder's own per-frame β
+        try:
+            b = predict(self, self.model, self.identity_set)["beta"]
+        finally:
+            self._per_frame = False
+        mean = shared.detach().float().clone() if shared is not None else torch.from_numpy(b.mean(0))
+        ident = {"beta_mean": mean, "beta_std": torch.from_numpy(b.std(0)),
                  "neutral_rms_mm": neutral_rms_mm(self.coarse.head_model, b), "frames": len(b)}
         self._identity = (version, ident)
         return ident

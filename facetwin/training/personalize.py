@@ -21,6 +21,7 @@ import numpy as np
 
 from facetwin.errors import FacetwinError
 
+DETAIL_SHARE = 0.3      # of the training budget, for the detail part (when a detail model is given)
 VAL_FRACTION = 0.1      # held-out share of the person's frames (early stopping)
 MIN_FRAMES_FOR_VAL = 5  # fewer frames: no held-out split (stop on the budget / steps)
 MIN_RELIABILITY = 0.0   # train only on frames whose automatic labels are at least this reliable
@@ -129,11 +130,14 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
                 minutes: float = 3.0, started: float | None = None, max_steps: int = 2000, adapter_width: int = 32,
                 batch_size: int = 8, threads: int = 1, seed: int = 0, work_dir: Path | None = None, resume: bool = False,
                 command: str = "", progress: bool = True, lr: float = 3e-3, augment: bool = False,
-                min_reliability: float = MIN_RELIABILITY) -> tuple[dict, object]:
+                min_reliability: float = MIN_RELIABILITY, detail: str | Path | None = None, teacher: str | Path | None = None,
+                detail_share: float = DETAIL_SHARE) -> tuple[dict, object]:
     """Train the person's adapters (on the base encoder file ``base_path``) on the prepared crops in ``prepared`` (only ``keys`` when
     given) and write the person file ``out``. ``started``: ``time.time()`` when the user's budget
     began (default now); the training stops at ``started + 60 · minutes`` less a reserve for
-    the final pass. Returns (summary, the stage) — the summary only on the main process."""
+    the final pass. With ``detail`` (a detail MAE model file) and ``teacher`` (its UNet teacher's),
+    the detail part follows in the last ``detail_share`` of the budget (:func:`personalize_details`)
+    and the person file carries it too. Returns (summary, the stage) — the summary only on the main process."""
     from facetwin.data.prepared import PreparedDataset
     from facetwin.models import files
     from facetwin.models.files import file_sha256
@@ -189,6 +193,14 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     deadline = started + 60.0 * minutes - reserve
     if deadline <= time.time() + 5:
         raise FacetwinError(f"--minutes {minutes:g} leaves no time to train")
+    if detail is not None:
+        if not teacher:
+            raise FacetwinError("--detail needs --teacher: the detail part trains with the teacher loss L_Tchr (Eq. 5)")
+        from facetwin.models.detail import read_detail_network, resolve_detail_file
+
+        detail, teacher = resolve_detail_file(detail), resolve_detail_file(teacher)
+        read_detail_network(detail, "mae"), read_detail_network(teacher, "unet")  # refuse a wrong file before training
+        detail_deadline, deadline = deadline, time.time() + (1 - detail_share) * (deadline - time.time())
     settings = PersonSettings(adapter_width=adapter_width)
     stage = PersonStage(cfg, settings, Subset(train_aug, train_idx), Subset(plain, val_idx) if val_idx else None,
                         identity_set=Subset(plain, chosen), deadline=deadline, progress=progress)
@@ -208,13 +220,19 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
         return {}, stage
     stage.use_best()
     ident = stage.identity()
+    detail_state, extra = None, {}
+    if detail is not None:
+        detail_state, extra["detail"] = personalize_details(stage, prepared, chosen, detail, teacher, ident["beta_mean"],
+                                                            deadline=detail_deadline, work_dir=work_dir, adapter_width=adapter_width,
+                                                            threads=threads, seed=seed, max_steps=max_steps, progress=progress)
     seconds = time.time() - started
     frames = {"train": len(train_idx), "held_out": len(val_idx), "total": len(chosen), "unreliable_dropped": n_given - len(chosen)}
     pmeta = person_meta(base_path, stage.coarse.head_model.name, adapter_width, config, step=result["step"], seconds=seconds,
                         frames=frames, neutral_rms_mm=ident["neutral_rms_mm"], command=command,
                         extra={"best_step": stage.best_step, "held_out_nme": None if math.isinf(stage.best_val) else stage.best_val,
-                               "stop_reason": stage.stop_reason, "sources": sorted({plain.keys[i].split("#")[0] for i in chosen})})
-    path = write_person(out, person_state(stage.model), ident["beta_mean"], ident["beta_std"], pmeta)
+                               "stop_reason": stage.stop_reason, "sources": sorted({plain.keys[i].split("#")[0] for i in chosen}),
+                               **extra})
+    path = write_person(out, person_state(stage.model), ident["beta_mean"], ident["beta_std"], pmeta, detail_state=detail_state)
     size, base_size = path.stat().st_size, base_path.stat().st_size
     last = result.get("last") or {}
     summary = {
@@ -226,7 +244,49 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
         "beta_std_mean": float(ident["beta_std"].mean()), "neutral_rms_mm": ident["neutral_rms_mm"],
         "work_dir": str(work_dir), "metrics": str(work_dir / "run" / "metrics.jsonl"),
     }
+    if "detail" in extra:
+        summary["detail"] = extra["detail"]
     return summary, stage
+
+
+def personalize_details(stage, prepared: Path, items: list[int], detail_file: Path, teacher_file: Path, beta,
+                        deadline: float, work_dir: Path, adapter_width: int = 32, threads: int = 1, seed: int = 0,
+                        batch_size: int = 4, max_steps: int = 2000, lr: float = 1e-3, progress: bool = True) -> tuple[dict, dict]:
+    """The detail part of person transfer (:class:`~facetwin.training.person_detail_stage.PersonDetailStage`)
+    on the prepared crops ``items`` of ``prepared``, on the person's coarse model (``stage``'s encoder
+    with the person's ``beta`` (n_shape,) fixed), until ``deadline`` (``time.time()`` seconds). Returns (the
+    detail MAE's person parameters, the person file's ``detail`` header entry). lr 1e-3: the paper's
+    rate for person transfer (the teacher's target is fixed, a step is cheap to take small)."""
+    from torch.utils.data import Subset
+
+    from facetwin.data.prepared import PreparedDataset
+    from facetwin.models.detail import read_detail_network
+    from facetwin.models.files import file_sha256
+    from facetwin.models.person import fix_shape
+    from facetwin.training.config import OptimConfig, RunConfig, to_dict
+    from facetwin.training.detail_stage import DetailConfig
+    from facetwin.training.engine import Trainer
+    from facetwin.training.person_detail_stage import PersonDetailStage
+
+    cfg = DetailConfig()
+    cfg.run = RunConfig(out_dir=str(work_dir / "detail_run"), steps=max_steps, batch_size=batch_size, seed=seed, threads=threads,
+                        bf16=False, checkpoint_every=200, keep_last=1, log_every=5, image_every=0, workers=0, eval_every=0)
+    cfg.optim = OptimConfig(lr=lr, weight_decay=0.0, warmup_steps=5, schedule="constant", grad_clip=1.0)
+    handle = fix_shape(stage.model, beta)  # the person's coarse model: one β, its adapters
+    t0 = time.time()
+    try:
+        image_size = int((read_detail_network(detail_file, "mae")[1].get("inference") or {}).get("image_size", cfg.model.image_size))
+        crops = Subset(PreparedDataset(prepared, image_size, augment=False, preload=True), items)
+        dstage = PersonDetailStage(cfg, detail_file, teacher_file, crops, stage.coarse, adapter_width, deadline)
+        result = Trainer(dstage, cfg.run, cfg.optim, config_dict=to_dict(cfg), quiet=not progress, overwrite=True).train()
+    finally:
+        handle.remove()
+    last = result.get("last") or {}
+    info = {"file": Path(detail_file).name, "sha256": file_sha256(detail_file), "adapter_width": int(adapter_width),
+            "teacher": {"file": Path(teacher_file).name, "sha256": file_sha256(teacher_file)},
+            "loss": "L_Tchr (Eq. 5)", "steps": int(result["step"]), "seconds": round(time.time() - t0, 1),
+            "teacher_loss": last.get("teacher"), "parameters": sum(p.numel() for p in dstage.person_params)}
+    return dstage.person_state(), info
 
 
 def is_main_process() -> bool:
