@@ -152,10 +152,20 @@ def tables(named: list[tuple[str, dict]]) -> str:
     return "\n".join(out)
 
 
-def main(paths: list[str]) -> None:
-    named = [(name_of(Path(p), r), r) for p in paths if (r := load(Path(p))) is not None]
+def main(argv: list[str]) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Markdown tables of `facetwin evaluate person --json` results")
+    ap.add_argument("results", nargs="+", help="JSON files (suite files or saved stdout of evaluate person --json)")
+    args = ap.parse_args(argv)
+    missing = [p for p in args.results if not Path(p).is_file()]
+    if missing:
+        print(f"person_table: not a file: {missing[0]}", file=sys.stderr)
+        return 2
+    named = [(name_of(Path(p), r), r) for p in args.results if (r := load(Path(p))) is not None]
     print(tables(named))
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

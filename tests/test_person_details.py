@@ -16,25 +16,10 @@ from facetwin.models.detail import DetailModel, build_network, export_detail, re
 from facetwin.models.person import attach_person_details, detail_parameter_names, read_person
 from facetwin.networks.detail_mae import DetailMAEConfig
 from facetwin.networks.unet import UNetConfig
+from test_person import person_photos, prepared  # noqa: F401  (the same 4 real photos, prepared once per module)
 
 pytestmark = pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no shipped coarse checkpoint")
-PHOTOS = ["img1.jpg", "img2.jpg", "img4.jpg", "img5.jpg"]
 MAP = 32
-
-
-@pytest.fixture(scope="module")
-def prepared(shared_data, tmp_path_factory):
-    from facetwin.training.personalize import prepare_person
-
-    src = shared_data / "multi-image" / "deepface_person_a"
-    if not src.is_dir():
-        pytest.skip(f"{src} not found")
-    folder = tmp_path_factory.mktemp("photos")
-    for name in PHOTOS:  # symlinks: nothing of the research data is copied
-        (folder / name).symlink_to(src / name)
-    out = tmp_path_factory.mktemp("work") / "prepared"
-    prepare_person([str(folder)], out, progress=False)
-    return out
 
 
 def _mae(seed: int):
