@@ -40,10 +40,10 @@ class Adapter(nn.Module):
 
 
 def transformer_blocks(module: nn.Module) -> list[nn.Module]:
-    """Every transformer block inside ``module`` (blocks with an ``adapter`` slot), in order."""
-    from facetwin.networks.vit import Block
-
-    return [m for m in module.modules() if isinstance(m, Block)]
+    """Every transformer block inside ``module`` (blocks with an ``adapter`` slot, as
+    :class:`facetwin.networks.vit.Block`'s: found by the slot, so this module needs no import of
+    the ViT that imports it), in order."""
+    return [m for m in module.modules() if hasattr(m, "adapter") and hasattr(m, "mlp") and not isinstance(m, Adapter)]
 
 
 def add_adapters(module: nn.Module, bottleneck: int = 32) -> list[nn.Parameter]:
