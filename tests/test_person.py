@@ -317,3 +317,17 @@ def test_export_with_person_uses_its_identity(trained, person_photos, tmp_path):
     r = subprocess.run([sys.executable, "-m", "facetwin", "animate", "--source", npz, "--driver", str(person_photos / PHOTOS[1]),
                         "--out", str(tmp_path / "a"), "--person", str(trained["out"])], capture_output=True, text=True)
     assert r.returncode == 2 and "--person applies to a photo source" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_set_overrides_the_person_runs_config(prepared, tmp_path):
+    """``--set loss.identity=3.5`` reaches the run (and the person file's config); a wrong key is one error line."""
+    from facetwin.training.personalize import personalize
+
+    out = tmp_path / "b.facetwin"
+    personalize(prepared, out, DEFAULT_CHECKPOINT, minutes=30, max_steps=1, batch_size=4, threads=1, progress=False,
+                overrides=["loss.identity=3.5", "render.identity_images=1"])
+    cfg = read_person(out).meta["config"]
+    assert cfg["loss"]["identity"] == 3.5 and cfg["render"]["identity_images"] == 1
+    with pytest.raises(FacetwinError, match="loss"):
+        personalize(prepared, tmp_path / "c.facetwin", DEFAULT_CHECKPOINT, minutes=30, max_steps=1, batch_size=4,
+                    threads=1, progress=False, overrides=["loss.no_such_weight=1"])

@@ -140,7 +140,8 @@ def run(args) -> dict:
             summary, stage = personalize(work / "prepared", out, base, keys=train_keys, minutes=args.minutes,
                                          max_steps=args.max_steps, adapter_width=args.adapter_width, batch_size=args.batch_size,
                                          threads=args.threads, seed=args.seed, work_dir=work / f"fold{f}", command=command_line(),
-                                         progress=not args.no_progress, lr=args.lr, augment=args.augment, **reliability_option(args))
+                                         progress=not args.no_progress, lr=args.lr, augment=args.augment, overrides=args.overrides,
+                                         **reliability_option(args))
             test = Subset(plain, [index[k] for k in test_keys])
             base_model, person_model = load_coarse_model(base)[0], load_coarse_model(base)[0]
             base_enc, person_enc = base_model.encoder, person_model.encoder

@@ -131,13 +131,15 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
                 batch_size: int = 8, threads: int = 1, seed: int = 0, work_dir: Path | None = None, resume: bool = False,
                 command: str = "", progress: bool = True, lr: float = 3e-3, augment: bool = False,
                 min_reliability: float = MIN_RELIABILITY, detail: str | Path | None = None, teacher: str | Path | None = None,
-                detail_share: float = DETAIL_SHARE) -> tuple[dict, object]:
+                detail_share: float = DETAIL_SHARE, overrides: list[str] | None = None) -> tuple[dict, object]:
     """Train the person's adapters (on the base encoder file ``base_path``) on the prepared crops in ``prepared`` (only ``keys`` when
     given) and write the person file ``out``. ``started``: ``time.time()`` when the user's budget
     began (default now); the training stops at ``started + 60 · minutes`` less a reserve for
     the final pass. With ``detail`` (a detail MAE model file) and ``teacher`` (its UNet teacher's),
     the detail part follows in the last ``detail_share`` of the budget (:func:`personalize_details`)
-    and the person file carries it too. Returns (summary, the stage) — the summary only on the main process."""
+    and the person file carries it too. ``overrides``: ``key=value`` changes of the coarse config
+    (``loss.identity=5``: the same syntax as ``facetwin train --set``), applied last.
+    Returns (summary, the stage) — the summary only on the main process."""
     from facetwin.data.prepared import PreparedDataset
     from facetwin.models import files
     from facetwin.models.files import file_sha256
@@ -158,6 +160,11 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     # L_id (dlib's ResNet, weight as the base model) on 2 frames of each batch: it costs more
     # than the rest of the step together on a CPU (the base model's training did the same on 8 of 16)
     cfg.render.identity_images = min(cfg.render.identity_images or batch_size, 2)
+    if overrides:
+        from facetwin.training.coarse_stage import CoarseConfig
+        from facetwin.training.config import apply_overrides, from_dict
+
+        cfg = from_dict(CoarseConfig, apply_overrides(to_dict(cfg), overrides))
     crop = cfg.data.crop_size
     cfg.data.augment = cfg.data.augment and augment
     plain = PreparedDataset(prepared, crop, augment=False, preload=True)
