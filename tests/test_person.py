@@ -331,3 +331,31 @@ def test_set_overrides_the_person_runs_config(prepared, tmp_path):
     with pytest.raises(FacetwinError, match="loss"):
         personalize(prepared, tmp_path / "c.facetwin", DEFAULT_CHECKPOINT, minutes=30, max_steps=1, batch_size=4,
                     threads=1, progress=False, overrides=["loss.no_such_weight=1"])
+
+
+def test_early_stopping_counts_evaluations_without_a_real_gain(monkeypatch):
+    """Known sequence of held-out NMEs: a gain must be ≥ min_delta (0.5 %) to reset the count;
+    the lowest value is kept as the best even when it is not a real gain; ``patience`` bad
+    evaluations in a row stop the run."""
+    import facetwin.evaluation.nme as nme
+    import facetwin.training.person_stage as ps
+    from facetwin.training.coarse_stage import CoarseConfig
+
+    values = iter([0.050, 0.049, 0.0489, 0.0488, 0.0300])
+    monkeypatch.setattr(ps, "predict", lambda *a, **k: {"landmarks": None, "labels": None})
+    monkeypatch.setattr(nme, "per_image_nme", lambda *a, **k: {"overall": np.array([next(values)])})
+    stage = ps.PersonStage(CoarseConfig(), ps.PersonSettings(patience=2), train_set=[0], val_set=[0])
+    stage.model = None
+    monkeypatch.setattr(stage, "_state", lambda: {"step": torch.tensor(float(step))})
+    for step in (10, 20, 30, 40):
+        stage.evaluate(None, step)
+    assert stage._stop and stage.stop_reason.startswith("early stop")
+    assert stage.best_val == 0.0488 and stage.best_step == 40 and float(stage.best_state["step"]) == 40
+    stage2 = ps.PersonStage(CoarseConfig(), ps.PersonSettings(patience=3), train_set=[0], val_set=[0])
+    values = iter([0.050, 0.049, 0.0489, 0.0488, 0.0300])
+    monkeypatch.setattr(nme, "per_image_nme", lambda *a, **k: {"overall": np.array([next(values)])})
+    stage2.model = None
+    monkeypatch.setattr(stage2, "_state", lambda: {})
+    for step in (10, 20, 30, 40, 50):
+        stage2.evaluate(None, step)
+    assert not stage2._stop and stage2.best_val == 0.0300  # a longer patience saw the later gain

@@ -6,8 +6,9 @@ k photos and tests on those). On the test frames, for the base and the person mo
 NME (boundary / inner / overall) against the labels of the automatic annotator (no human labels
 exist for these clips; the annotator's own NME against HELEN-test's human labels is 0.0245),
 the photometric error, and the identity spread across test frames (std of β; RMS of the neutral
-shape in mm). The person model's output uses the person's β (``person``; its spread is 0 by
-construction), its per-frame β is reported as ``person_per_frame_beta``. ``nme_reduction`` is the
+shape in mm). The person model's output uses the person's β (``person``, trained with its
+adapters; its spread is 0 by construction); the adapted encoder's own per-frame β is reported as
+``person_per_frame_beta``. ``nme_reduction`` is the
 relative reduction of the overall NME, base → person; ``personalize_seconds`` the time to
 personalise (preparing its training frames + training, per fold); ``--minutes`` bounds the training.
 
@@ -141,7 +142,7 @@ def run(args) -> dict:
                                          max_steps=args.max_steps, adapter_width=args.adapter_width, batch_size=args.batch_size,
                                          threads=args.threads, seed=args.seed, work_dir=work / f"fold{f}", command=command_line(),
                                          progress=not args.no_progress, lr=args.lr, augment=args.augment, overrides=args.overrides,
-                                         **reliability_option(args))
+                                         patience=args.patience, **reliability_option(args))
             test = Subset(plain, [index[k] for k in test_keys])
             base_model, person_model = load_coarse_model(base)[0], load_coarse_model(base)[0]
             base_enc, person_enc = base_model.encoder, person_model.encoder
@@ -204,7 +205,7 @@ def run(args) -> dict:
             if m in spreads and spreads[m]:
                 row.update({k: float(np.mean([s[k] for s in spreads[m]])) for k in ("beta_std", "neutral_rms_mm")})
             elif m == "person":
-                row.update({"beta_std": 0.0, "neutral_rms_mm": 0.0, "note": "one β for the person (mean over its training frames)"})
+                row.update({"beta_std": 0.0, "neutral_rms_mm": 0.0, "note": "one β for the person (trained with its adapters on its training frames)"})
             if args.per_frame:
                 row["per_frame"] = {k: v.tolist() for k, v in errors.items()}
             result[m] = row

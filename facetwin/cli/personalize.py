@@ -66,6 +66,9 @@ def add_person_training_args(p) -> None:
                    help="train only on frames whose automatic labels have at least this reliability (the annotator's score, 0-1; "
                         "default 0: every prepared frame, i.e. prepare's 0.4); the test frames of `evaluate person` are not filtered")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patience", type=positive_int, default=None,
+                   help="held-out evaluations (every 10 steps) without gain before stopping early (default 6); "
+                        "the best parameters seen are kept either way")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="change the person run's coarse config, e.g. --set loss.identity=5 (repeatable; "
                         "default: the base model's own losses and weights)")
@@ -128,7 +131,8 @@ def run(args) -> dict | None:
                              adapter_width=args.adapter_width, batch_size=args.batch_size, threads=args.threads,
                              seed=args.seed, work_dir=work, resume=args.resume, command=command_line(),
                              progress=not args.no_progress, lr=args.lr, augment=args.augment, detail=args.detail,
-                             teacher=args.teacher, overrides=args.overrides, **reliability_option(args))
+                             teacher=args.teacher, overrides=args.overrides, patience=args.patience,
+                             **reliability_option(args))
     if not is_main_process():
         return None
     summary["prepare"] = {k: prep.get(k) for k in ("images", "videos")}

@@ -170,7 +170,7 @@ def run_images(args, src: Path) -> dict:
         result["detail"] = {"model": ft.detail_meta.get("format"), "coarse_matches": ft.detail_meta.get("coarse_matches")}
         if not ft.detail_meta.get("coarse_matches"):
             note("the detail model was trained on another coarse model file (its SHA-256 differs): details may be off")
-    if ft.person is not None:  # one identity for the person: its β (mean over its training frames) and spread
+    if ft.person is not None:  # one identity for the person: its β (trained with its adapters) and the per-frame spread
         result["person"] = {k: v for k, v in ft.person.summary().items() if k != "beta_std"}
     return result
 

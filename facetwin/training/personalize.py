@@ -131,7 +131,8 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
                 batch_size: int = 8, threads: int = 1, seed: int = 0, work_dir: Path | None = None, resume: bool = False,
                 command: str = "", progress: bool = True, lr: float = 3e-3, augment: bool = False,
                 min_reliability: float = MIN_RELIABILITY, detail: str | Path | None = None, teacher: str | Path | None = None,
-                detail_share: float = DETAIL_SHARE, overrides: list[str] | None = None) -> tuple[dict, object]:
+                detail_share: float = DETAIL_SHARE, overrides: list[str] | None = None,
+                patience: int | None = None) -> tuple[dict, object]:
     """Train the person's adapters (on the base encoder file ``base_path``) on the prepared crops in ``prepared`` (only ``keys`` when
     given) and write the person file ``out``. ``started``: ``time.time()`` when the user's budget
     began (default now); the training stops at ``started + 60 · minutes`` less a reserve for
@@ -209,6 +210,8 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
         read_detail_network(detail, "mae"), read_detail_network(teacher, "unet")  # refuse a wrong file before training
         detail_deadline, deadline = deadline, time.time() + (1 - detail_share) * (deadline - time.time())
     settings = PersonSettings(adapter_width=adapter_width)
+    if patience is not None:
+        settings.patience = patience
     stage = PersonStage(cfg, settings, Subset(train_aug, train_idx), Subset(plain, val_idx) if val_idx else None,
                         identity_set=Subset(plain, chosen), deadline=deadline, progress=progress)
     config = to_dict(cfg)
