@@ -285,7 +285,8 @@ def test_the_beta_prior_acts_on_what_the_run_trains(coarse, params):
     from facetwin.losses.coarse import CoarseLossWeights, coarse_losses
 
     p, images = params
-    full = coarse.complete(p, images)
+    with torch.no_grad():
+        full = coarse.complete(p, images)
     assert float(full.shape.pow(2).sum(-1).mean()) > 10 * float(p.shape.pow(2).sum(-1).mean())
     batch = {"image": images, "landmarks": coarse.geometry(full, 224).landmarks2d.detach()}
     w = CoarseLossWeights(shape_reg=1.0)

@@ -1,11 +1,9 @@
 """Person-specific transfer, coarse part (paper section 3.4) as a stage of the generic engine.
 
 The base coarse encoder is frozen; a Houlsby adapter goes into every ViT block and only the
-adapters and the layer norms train (:func:`facetwin.models.person.prepare_encoder`). Forward
-pass and losses are :class:`~facetwin.training.coarse_stage.CoarseStage`'s: L_C of Eq. 2 with the
-base model's own weights (its export's ``train_config.loss``), the shape-consistency term L_sc
-across all of the person's frames (every frame is identity 0, so any two frames of a batch
-swap β). What this stage adds:
+adapters, the layer norms (:func:`facetwin.models.person.prepare_encoder`) and the person's β
+train. Forward pass and losses are :class:`~facetwin.training.coarse_stage.CoarseStage`'s: L_C of
+Eq. 2 with the base model's own weights (its export's ``train_config.loss``). What this stage adds:
 
 * batches for tiny photo sets (fewer images than a batch: drawn with repeats, augmented anew);
 * a held-out split: its 68-point NME (against the automatic annotator's labels) every
