@@ -55,16 +55,22 @@ class CoarseEvalConfig:
 
 
 @dataclass
-class CoarseConfig:
-    """``facetwin train coarse`` (configs/coarse.yaml)."""
+class CoarseTrainingSections:
+    """The sections every stage trained with L_C shares (coarse, identity head)."""
 
-    model: CoarseModelConfig = field(default_factory=CoarseModelConfig)
     data: PreparedDataConfig = field(default_factory=PreparedDataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     loss: CoarseLossWeights = field(default_factory=CoarseLossWeights)  # every weight of Eq. 2 (losses/coarse.py)
     render: RenderConfig = field(default_factory=RenderConfig)
     eval: CoarseEvalConfig = field(default_factory=CoarseEvalConfig)
+
+
+@dataclass
+class CoarseConfig(CoarseTrainingSections):
+    """``facetwin train coarse`` (configs/coarse.yaml)."""
+
+    model: CoarseModelConfig = field(default_factory=CoarseModelConfig)
 
 
 # Keys of the first config layout (before the ``render:`` section), as model files of that time

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import torch
 
-from facetwin.data.prepared import PreparedDataConfig
 from facetwin.errors import FacetwinError
-from facetwin.losses.coarse import CoarseLossWeights, coarse_losses
+from facetwin.losses.coarse import coarse_losses
 from facetwin.models.coarse import export_encoder, load_albedo, load_coarse_model, resolve_model_file
 from facetwin.networks.identity_head import IdentityHead, IdentityHeadConfig
-from facetwin.training.coarse_stage import CoarseEvalConfig, CoarseStage, RenderConfig, batch_nme
-from facetwin.training.config import ConfigError, OptimConfig, RunConfig
+from facetwin.training.coarse_stage import CoarseStage, CoarseTrainingSections, batch_nme
+from facetwin.training.config import ConfigError
 from facetwin.training.engine import Stage
 
 
@@ -40,16 +39,10 @@ class IdentityHeadTrainConfig:
 
 
 @dataclass
-class IdentityConfig:
+class IdentityConfig(CoarseTrainingSections):
     """``facetwin train identity`` (configs/identity.yaml)."""
 
     identity: IdentityHeadTrainConfig = field(default_factory=IdentityHeadTrainConfig)
-    data: PreparedDataConfig = field(default_factory=PreparedDataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-    loss: CoarseLossWeights = field(default_factory=CoarseLossWeights)
-    render: RenderConfig = field(default_factory=RenderConfig)
-    eval: CoarseEvalConfig = field(default_factory=CoarseEvalConfig)
 
 
 class IdentityStage(CoarseStage):
