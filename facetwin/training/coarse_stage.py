@@ -203,7 +203,12 @@ class CoarseStage(Stage):
         total, terms = coarse_losses(inputs, self.weights, identity_loss=self.identity_loss)
         logs = {k: float(v.detach()) for k, v in terms.items()}
         logs["nme"] = float(batch_nme(geo.landmarks2d.detach(), batch["landmarks"].float(), geo.crop_size))
+        logs.update(self.step_logs(geo))
         return total, logs
+
+    def step_logs(self, geo) -> dict[str, float]:
+        """Figures a stage adds to each step's log (from the step's geometry); none here."""
+        return {}
 
     # -- pictures, evaluation, model file ------------------------------------------------------
     def visuals(self, model, batch, n: int = 6):

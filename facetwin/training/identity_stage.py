@@ -17,10 +17,9 @@ from pathlib import Path
 import torch
 
 from facetwin.errors import FacetwinError
-from facetwin.losses.coarse import coarse_losses
 from facetwin.models.coarse import export_encoder, load_albedo, load_coarse_model, resolve_model_file
 from facetwin.networks.identity_head import IdentityHead, IdentityHeadConfig
-from facetwin.training.coarse_stage import CoarseStage, CoarseTrainingSections, batch_nme
+from facetwin.training.coarse_stage import CoarseStage, CoarseTrainingSections
 from facetwin.training.config import ConfigError
 from facetwin.training.engine import Stage
 
@@ -108,14 +107,8 @@ class IdentityStage(CoarseStage):
         params = self.coarse.with_identity(params, model(desc), l2d, images.shape[-1])
         return self.coarse.loss_inputs(params, batch, self.weights, with_render=with_render)
 
-    def training_step(self, model, batch, step):
-        with_render = self.cfg.render.enabled and step >= self.cfg.render.landmark_only_steps
-        inputs, geo = self.forward(model, batch, with_render=with_render)
-        total, terms = coarse_losses(inputs, self.weights, identity_loss=self.identity_loss)
-        logs = {k: float(v.detach()) for k, v in terms.items()}
-        logs["nme"] = float(batch_nme(geo.landmarks2d.detach(), batch["landmarks"].float(), geo.crop_size))
-        logs["beta_norm"] = float(geo.params.shape.detach().norm(dim=-1).mean())
-        return total, logs
+    def step_logs(self, geo) -> dict[str, float]:
+        return {"beta_norm": float(geo.params.shape.detach().norm(dim=-1).mean())}
 
     def export(self, model, out_dir, step, config):
         head = model.module if hasattr(model, "module") else model
