@@ -57,8 +57,11 @@ def _time(model, x, repeats: int) -> tuple[float, float, float, float]:
 
 
 def measure(args) -> dict:
-    """Batch 1 at the requested threads, plus 1 and 2 threads side by side."""
+    """Batch 1 at the requested threads, plus 1 and 2 threads side by side, and on 2 threads with
+    one fixed β (what a person model runs: no face descriptor per frame)."""
     import torch
+
+    from facetwin.models.person import fix_shape
 
     model, source = _model(getattr(args, "detail", "default"))
     C = model.image_size
@@ -70,6 +73,13 @@ def measure(args) -> dict:
         for n in (1, 2):
             torch.set_num_threads(n)
             by[n] = _time(model, x, repeats)
+        with torch.no_grad():
+            beta = model.coarse.predict(x).shape[0]
+        fixed = fix_shape(model.coarse.encoder, beta)
+        try:
+            by["person"] = _time(model, x, repeats)
+        finally:
+            fixed.remove()
     finally:
         torch.set_num_threads(requested)
     ms, coarse_ms, best_ms, cpu_ms = _time(model, x, repeats)
@@ -80,4 +90,6 @@ def measure(args) -> dict:
             "ms_best": best_ms, "fps_best": 1000.0 / best_ms, "cpu_ms_median": cpu_ms,
             "ms_1_thread": by[1][0], "ms_2_threads": by[2][0], "fps_1_thread": 1000.0 / by[1][0], "fps_2_threads": 1000.0 / by[2][0],
             "detail_ms_2_threads": by[2][0] - by[2][1], "ms_best_2_threads": by[2][2], "fps_best_2_threads": 1000.0 / by[2][2],
-            "cpu_ms_median_2_threads": by[2][3]}
+            "cpu_ms_median_2_threads": by[2][3],
+            "ms_2_threads_person": by["person"][0], "fps_2_threads_person": 1000.0 / by["person"][0],
+            "fps_best_2_threads_person": 1000.0 / by["person"][2]}

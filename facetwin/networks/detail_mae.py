@@ -28,9 +28,9 @@ from facetwin.networks.vit import Block, PatchEmbed, sincos_pos_embed
 class DetailMAEConfig:
     map_size: int = 128           # S of the detail UV maps
     patch_size: int = 8
-    embed_dim: int = 192
-    depth: int = 6
-    num_heads: int = 3
+    embed_dim: int = 128          # 128 × 4 blocks: 2.4× faster than 192 × 6 at batch 1 (BENCHMARKS.md
+    depth: int = 4                # "Detail inference"), the same 256 tokens of 8² texels
+    num_heads: int = 2
     mlp_ratio: float = 4.0
     in_channels: int = 5          # RGB texture + visibility + T_UV
     max_displacement: float = MAX_DISPLACEMENT

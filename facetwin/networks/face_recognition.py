@@ -368,24 +368,29 @@ class DlibFaceDescriptor(nn.Module):
             cin = cout
         self.blocks = nn.ModuleList(blocks)
         self.fc = nn.Linear(256, 128, bias=False)
+        # channels-last convolutions: 1.2–1.45× faster on CPU, forward and backward (BENCHMARKS.md)
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, 3, 150, 150)`` RGB -> ``(B, 128)``."""
         if images.shape[-3:] != (3, CHIP_SIZE, CHIP_SIZE):
             raise ValueError(f"expected (B, 3, {CHIP_SIZE}, {CHIP_SIZE}) chips, got {tuple(images.shape)}")
-        x = (images * (255.0 / self.input_range) - self.mean.to(images.dtype)) / DLIB_INPUT_SCALE
-        x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
+        x = self._stem(images)
         for block in self.blocks:
             x = block(x)
         return self.fc(x.mean(dim=(2, 3)))
+
+    def _stem(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images * (255.0 / self.input_range) - self.mean.to(images.dtype)) / DLIB_INPUT_SCALE
+        x = x.contiguous(memory_format=torch.channels_last)
+        return F.max_pool2d(F.relu(self.stem(x)), 3, 2)
 
     def features(self, images: torch.Tensor, blocks: tuple[int, ...] = (4, 8)) -> list[torch.Tensor]:
         """Convolutional feature maps after the residual ``blocks`` (0-based into ``BLOCKS``), for
         any input size ≥ 32 px (no chip check): e.g. block 4 = the second 64-channel block at 1/8
         resolution, block 8 = the second 128-channel block at 1/16 (the ID-MRF layers,
         :mod:`facetwin.losses.detail`). Same input range as :meth:`forward`."""
-        x = (images * (255.0 / self.input_range) - self.mean.to(images.dtype)) / DLIB_INPUT_SCALE
-        x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
+        x = self._stem(images)
         out = []
         for i, block in enumerate(self.blocks[: max(blocks) + 1]):
             x = block(x)

@@ -111,7 +111,28 @@ def rasterize(
         :class:`Fragments`.
     """
     H, W = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    B, V = screen_vertices.shape[:2]
+    faces = faces.to(screen_vertices.device)
+    tri_ids = triangle_ids(screen_vertices, faces, (H, W), cull_backfaces, perspective_correct, backend)
+    # (b, y, x) of the covered pixels straight from nonzero: no integer divisions needed.
+    where = torch.nonzero(tri_ids >= 0)
+    batch, py, px = where.unbind(1)
+    pixel_index = (batch * H + py) * W + px
+    face_index = tri_ids[batch, py, px]
+    bary_t = _barycentrics(screen_vertices, faces, batch, py, px, face_index, perspective_correct)
+    return Fragments(tri_ids, pixel_index, face_index, bary_t, batch)
+
+
+def triangle_ids(
+    screen_vertices: torch.Tensor,
+    faces: torch.Tensor,
+    image_size: int | tuple[int, int],
+    cull_backfaces: bool = False,
+    perspective_correct: bool = False,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """The visibility pass of :func:`rasterize` alone: (B, H, W) int64 id of the closest triangle
+    per pixel, -1 where none covers it (no barycentrics, no gradients). Arguments as there."""
+    H, W = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     faces = faces.to(screen_vertices.device)
     if faces.shape[0] >= 2**_ID_BITS:
         raise ValueError(f"at most {2**_ID_BITS - 1} triangles")
@@ -120,18 +141,10 @@ def rasterize(
         if backend == "moderngl" and screen_vertices.device.type == "cpu":
             from facetwin.rendering import backend_moderngl
 
-            tri_ids = backend_moderngl.visibility(screen_vertices.detach(), faces, H, W, cull_backfaces, perspective_correct)
-        elif backend in ("torch", "moderngl"):
-            tri_ids = _visibility(screen_vertices.detach(), faces, H, W, cull_backfaces, perspective_correct)
-        else:
-            raise ValueError(f"unknown rasteriser backend '{backend}' (torch or moderngl)")
-    # (b, y, x) of the covered pixels straight from nonzero: no integer divisions needed.
-    where = torch.nonzero(tri_ids >= 0)
-    batch, py, px = where.unbind(1)
-    pixel_index = (batch * H + py) * W + px
-    face_index = tri_ids[batch, py, px]
-    bary_t = _barycentrics(screen_vertices, faces, batch, py, px, face_index, perspective_correct)
-    return Fragments(tri_ids, pixel_index, face_index, bary_t, batch)
+            return backend_moderngl.visibility(screen_vertices.detach(), faces, H, W, cull_backfaces, perspective_correct)
+        if backend in ("torch", "moderngl"):
+            return _visibility(screen_vertices.detach(), faces, H, W, cull_backfaces, perspective_correct)
+        raise ValueError(f"unknown rasteriser backend '{backend}' (torch or moderngl)")
 
 
 def interpolate(attributes: torch.Tensor, faces: torch.Tensor, fragments: Fragments, background: float = 0.0) -> torch.Tensor:
