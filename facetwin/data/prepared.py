@@ -79,6 +79,12 @@ class PreparedDataConfig:
                 raise FacetwinError(f"data.pose_augment.{k} must be >= 0, got {v}")
 
 
+def clip_name(key: str) -> str:
+    """The clip (or photo) a prepared item's key comes from: ``videos/smirk_skarsgard.mp4#f000012``
+    → ``smirk_skarsgard``."""
+    return key.split("#", 1)[0].rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
 def load_manifest(folder) -> list[dict]:
     """All records of every manifest shard of a prepared folder, sorted by key; the last line per
     key wins (a resumed prepare may rewrite one); a torn last line of a running prepare is skipped."""

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from facetwin.data.prepared import PreparedDataConfig
+from facetwin.data.prepared import PreparedDataConfig, clip_name
 from facetwin.errors import FacetwinError
 from facetwin.losses.detail import MRF_BLOCKS, DetailLossWeights, detail_losses
 from facetwin.models.detail import MODEL_FILE_NAMES, DetailModel, DetailModelConfig, build_network, export_detail
@@ -68,8 +68,7 @@ class DetailConfig:
 
 def held_out(key: str, holdout: list[str]) -> bool:
     """True when a prepared item's key belongs to one of the held-out clips (``videos/<clip>.<ext>#f…``)."""
-    clip = key.split("#", 1)[0].rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    return clip in holdout
+    return clip_name(key) in holdout
 
 
 class _Subset(Dataset):
