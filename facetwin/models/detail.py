@@ -131,7 +131,6 @@ class DetailModel(nn.Module):
         # face-skin texels: the chart triangles of the face region (seam margin excluded)
         self.register_buffer("uv_mask", self.mapper.scatter_t(region_t[self.mapper.fragments.face_index][None, None]), persistent=False)
         self.register_buffer("_charted", torch.as_tensor((data.detail_uv_faces >= 0).all(1) & region), persistent=False)
-        self.register_buffer("_zero_pose", torch.zeros(1, 5, 3), persistent=False)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -154,10 +153,11 @@ class DetailModel(nn.Module):
         return self.coarse.geometry(params.detach().to(torch.float32), images.shape[-1])
 
     def rest_vertices(self, shape: torch.Tensor) -> torch.Tensor:
-        """S(β, 0, 0): (B, n) β → (B, V, 3) metres (the tension's reference)."""
+        """S(β, 0, 0): (B, n) β → (B, V, 3) metres (the tension's reference): the unposed shape, which
+        skinning at the zero pose leaves as it is (so it is not run)."""
         hm = self.coarse.head_model
         beta = _pad(shape.float(), hm.n_shape)
-        return hm(beta, beta.new_zeros(beta.shape[0], hm.n_expr), self._zero_pose.expand(beta.shape[0], -1, -1)).vertices
+        return hm.rest_shape(beta, beta.new_zeros(beta.shape[0], hm.n_expr))[0]
 
     def screen(self, geo, size: int | None = None) -> torch.Tensor:
         """(B, V, 3) screen vertices of the geometry in a ``size``² image (default the crop)."""
