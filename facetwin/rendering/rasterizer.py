@@ -122,14 +122,8 @@ def rasterize(
     return Fragments(tri_ids, pixel_index, face_index, bary_t, batch)
 
 
-def triangle_ids(
-    screen_vertices: torch.Tensor,
-    faces: torch.Tensor,
-    image_size: int | tuple[int, int],
-    cull_backfaces: bool = False,
-    perspective_correct: bool = False,
-    backend: str | None = None,
-) -> torch.Tensor:
+def triangle_ids(screen_vertices: torch.Tensor, faces: torch.Tensor, image_size: int | tuple[int, int],
+                 cull_backfaces: bool = False, perspective_correct: bool = False, backend: str | None = None) -> torch.Tensor:
     """The visibility pass of :func:`rasterize` alone: (B, H, W) int64 id of the closest triangle
     per pixel, -1 where none covers it (no barycentrics, no gradients). Arguments as there."""
     H, W = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
