@@ -32,6 +32,21 @@ def time_ms(fn, repeats: int) -> tuple[float, float, float]:
     return r(statistics.median(wall)), r(min(wall)), r(statistics.median(cpu))
 
 
+def at_threads(fn, threads=(1, 2)) -> dict:
+    """``{n: fn()}`` with torch at ``n`` threads for each ``n``; the thread count restored after."""
+    import torch
+
+    requested = torch.get_num_threads()
+    try:
+        out = {}
+        for n in threads:
+            torch.set_num_threads(n)
+            out[n] = fn()
+        return out
+    finally:
+        torch.set_num_threads(requested)
+
+
 def add_benchmark(subparsers, name: str, help_text: str, measure, repeats: int):
     """Register ``facetwin bench NAME`` with the options every benchmark shares."""
     parser = subparsers.add_parser(name, help=help_text, description=help_text)

@@ -58,27 +58,27 @@ def _time(model, x, repeats: int) -> tuple[float, float]:
 
 def measure(args) -> dict:
     """Batch 1 at the requested thread count, plus 1 and 2 threads side by side (the real-time
-    figures of issue #14) with the ratio to the 18.9 ms reference."""
+    figures of issue #14) with the ratio to the 18.9 ms reference — on the inference backend
+    (onnxruntime when installed, :meth:`CoarseModel.use_onnxruntime`), and on torch beside it."""
     import torch
+
+    from facetwin.cli.bench import at_threads
 
     model, source = _model(getattr(args, "model", "default"))
     S = model.input_size  # the crop it takes (224 with an identity head: the encoder resizes to its own)
     x = torch.rand(1, 3, S, S)
     repeats = max(3, int(getattr(args, "repeats", 20)))
-    requested = torch.get_num_threads()
-    by_threads = {}
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            ms, enc = _time(model, x, repeats)
-            by_threads[n] = {"ms_median": ms, "encoder_ms_median": enc, "images_per_s": 1000.0 / ms}
-    finally:
-        torch.set_num_threads(requested)
+    model.use_onnxruntime(False)
+    on_torch = at_threads(lambda: _time(model, x, repeats))
+    backend = "onnxruntime" if model.use_onnxruntime() else "torch"
+    by = at_threads(lambda: _time(model, x, repeats)) if backend != "torch" else on_torch
     med, enc = _time(model, x, repeats)
+    model.use_onnxruntime(False)
     return {"model": f"ViT-{model.encoder.size} {model.encoder.image_size}px", "input_px": S,
-            "identity_head": model.identity_head is not None, "weights": source, "threads": requested,
-            "batch": 1, "ms_median": med, "encoder_ms_median": enc, "images_per_s": 1000.0 / med,
-            "ms_1_thread": by_threads[1]["ms_median"], "ms_2_threads": by_threads[2]["ms_median"],
-            "encoder_ms_1_thread": by_threads[1]["encoder_ms_median"], "encoder_ms_2_threads": by_threads[2]["encoder_ms_median"],
+            "identity_head": model.identity_head is not None, "weights": source, "threads": torch.get_num_threads(),
+            "backend": backend, "batch": 1, "ms_median": med, "encoder_ms_median": enc, "images_per_s": 1000.0 / med,
+            "ms_1_thread": by[1][0], "ms_2_threads": by[2][0],
+            "encoder_ms_1_thread": by[1][1], "encoder_ms_2_threads": by[2][1],
+            "torch_ms_1_thread": on_torch[1][0], "torch_ms_2_threads": on_torch[2][0],
             "reference_ms_1_thread": REFERENCE_MS_1_THREAD,
-            "ratio_1_thread_to_reference": by_threads[1]["ms_median"] / REFERENCE_MS_1_THREAD}
+            "ratio_1_thread_to_reference": by[1][0] / REFERENCE_MS_1_THREAD}

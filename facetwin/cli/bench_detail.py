@@ -58,38 +58,38 @@ def _time(model, x, repeats: int) -> tuple[float, float, float, float]:
 
 def measure(args) -> dict:
     """Batch 1 at the requested threads, plus 1 and 2 threads side by side, and on 2 threads with
-    one fixed β (what a person model runs: no face descriptor per frame)."""
+    one fixed β (what a person model runs: no face descriptor per frame) — on the inference backend
+    (onnxruntime for the coarse encoder and the descriptor when installed), and on torch beside it."""
     import torch
 
+    from facetwin.cli.bench import at_threads
     from facetwin.models.person import fix_shape
 
     model, source = _model(getattr(args, "detail", "default"))
     C = model.image_size
     x = torch.rand(1, 3, C, C)
     repeats = max(3, int(getattr(args, "repeats", 20)))
-    requested = torch.get_num_threads()
-    by = {}
+    coarse = model.coarse
+    coarse.use_onnxruntime(False)
+    on_torch = at_threads(lambda: _time(model, x, repeats))
+    backend = "onnxruntime" if coarse.use_onnxruntime() else "torch"
+    by = at_threads(lambda: _time(model, x, repeats)) if backend != "torch" else on_torch
+    with torch.no_grad():
+        beta = coarse.predict(x).shape[0]
+    fixed = fix_shape(coarse.encoder, beta)
     try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            by[n] = _time(model, x, repeats)
-        with torch.no_grad():
-            beta = model.coarse.predict(x).shape[0]
-        fixed = fix_shape(model.coarse.encoder, beta)
-        try:
-            by["person"] = _time(model, x, repeats)
-        finally:
-            fixed.remove()
+        person = at_threads(lambda: _time(model, x, repeats), threads=(2,))[2]
     finally:
-        torch.set_num_threads(requested)
+        fixed.remove()
     ms, coarse_ms, best_ms, cpu_ms = _time(model, x, repeats)
+    coarse.use_onnxruntime(False)
     net = model.network
     return {"network": f"detail {model.kind} {model.map_size}² maps, {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters",
-            "weights": source, "crop": C, "threads": requested, "batch": 1,
+            "weights": source, "crop": C, "threads": torch.get_num_threads(), "batch": 1, "backend": backend,
             "ms_median": ms, "coarse_ms_median": coarse_ms, "detail_ms_median": ms - coarse_ms, "fps": 1000.0 / ms,
             "ms_best": best_ms, "fps_best": 1000.0 / best_ms, "cpu_ms_median": cpu_ms,
             "ms_1_thread": by[1][0], "ms_2_threads": by[2][0], "fps_1_thread": 1000.0 / by[1][0], "fps_2_threads": 1000.0 / by[2][0],
             "detail_ms_2_threads": by[2][0] - by[2][1], "ms_best_2_threads": by[2][2], "fps_best_2_threads": 1000.0 / by[2][2],
             "cpu_ms_median_2_threads": by[2][3],
-            "ms_2_threads_person": by["person"][0], "fps_2_threads_person": 1000.0 / by["person"][0],
-            "fps_best_2_threads_person": 1000.0 / by["person"][2]}
+            "ms_2_threads_person": person[0], "fps_2_threads_person": 1000.0 / person[0], "fps_best_2_threads_person": 1000.0 / person[2],
+            "torch_ms_1_thread": on_torch[1][0], "torch_ms_2_threads": on_torch[2][0], "torch_fps_2_threads": 1000.0 / on_torch[2][0]}

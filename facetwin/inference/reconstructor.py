@@ -171,6 +171,7 @@ class FaceTwin:
             from facetwin.models.person import load_person
 
             self.person = load_person(person, self.model.encoder, resolve_checkpoint(model_file))
+        self.backend = "onnxruntime" if self.model.use_onnxruntime() else "torch"  # after the person's adapters
         self.detail = None
         self.detail_meta: dict = {}
         if detail == "default":

@@ -184,7 +184,16 @@ class CoarseEncoder(nn.Module):
         )
 
     def forward(self, images: torch.Tensor) -> CoarseParams:
-        return self.decode(self.head(self.features(images)))
+        return self.decode(self.raw(images))
+
+    def raw(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) → (B, n_out) head outputs; through ``self.runtime`` (an onnxruntime session of
+        this very network, :mod:`facetwin.networks.onnx_runtime`) when one is set and no gradient is
+        wanted."""
+        runtime = getattr(self, "runtime", None)
+        if runtime is not None and not self.training and not torch.is_grad_enabled():
+            return runtime(images)
+        return self.head(self.features(images))
 
     def transfer_parameters(self) -> list[nn.Parameter]:
         """What person-specific transfer trains: the adapters (after ``add_adapters(encoder)``)

@@ -375,6 +375,9 @@ class DlibFaceDescriptor(nn.Module):
         """``(B, 3, 150, 150)`` RGB -> ``(B, 128)``."""
         if images.shape[-3:] != (3, CHIP_SIZE, CHIP_SIZE):
             raise ValueError(f"expected (B, 3, {CHIP_SIZE}, {CHIP_SIZE}) chips, got {tuple(images.shape)}")
+        runtime = getattr(self, "runtime", None)  # onnxruntime, inference only (networks/onnx_runtime.py)
+        if runtime is not None and not torch.is_grad_enabled():
+            return runtime(images)
         x = self._stem(images)
         for block in self.blocks:
             x = block(x)
