@@ -13,6 +13,7 @@ def run(args) -> dict:
 
     from facetwin import __version__
     from facetwin.headmodel import load_head_model_data
+    from facetwin.networks import onnx_runtime
 
     data = load_head_model_data(args.head_model)
     stats = data.statistics()
@@ -27,6 +28,7 @@ def run(args) -> dict:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "torch_threads": torch.get_num_threads(),
+        "inference_backend": "onnxruntime" if onnx_runtime.wanted() else "torch",
         "head_model": stats,
     }
 
