@@ -27,6 +27,7 @@ def model():
     from facetwin.models.coarse import load_coarse_model
 
     m = load_coarse_model()[0]
+    m.use_onnxruntime(False)  # from torch, whatever earlier tests of this process switched on
     yield m
     m.use_onnxruntime(False)  # the face descriptor is shared by every model of the process
 
