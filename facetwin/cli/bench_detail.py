@@ -28,7 +28,7 @@ def _model(detail_file):
     cfg = DetailModelConfig()
     coarse, _ = load_coarse_model()
     net = build_network("mae", cfg.mae, cfg.map_size)
-    return DetailModel(coarse, net, cfg.map_size, cfg.image_size).eval(), "untrained default"
+    return DetailModel(coarse, net, cfg.map_size, cfg.image_size, highpass=cfg.highpass).eval(), "untrained default"
 
 
 def _time(model, x, repeats: int) -> tuple[float, float, float, float]:

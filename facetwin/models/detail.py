@@ -34,7 +34,7 @@ from facetwin.models import files
 from facetwin.networks.detail_mae import DetailMAE, DetailMAEConfig
 from facetwin.networks.unet import DetailUNet, UNetConfig
 from facetwin.paths import CHECKPOINTS_DIR
-from facetwin.rendering.detail_maps import tension_map
+from facetwin.rendering.detail_maps import highpass_map, tension_map
 from facetwin.rendering.uv import UVMapper
 
 KINDS = {"unet": files.DETAIL_UNET, "mae": files.DETAIL_MAE}
@@ -50,6 +50,8 @@ class DetailModelConfig:
     map_size: int = 128           # S of the detail UV maps (texture, visibility, T_UV, D)
     image_size: int = 224         # C of the crops unwrapped and rendered (the prepared crops' side)
     coarse_model: str = "default"  # the frozen coarse model file ('default' = shipped)
+    highpass: float = 0.03        # σ (UV units, 0.03 ≈ 8 mm) of the blur whose part is taken out of D: wrinkles, not blobs; 0 = off
+    init: str = ""                # a detail model file of the same network to start from ('' = fresh weights)
     unet: UNetConfig = field(default_factory=UNetConfig)
     mae: DetailMAEConfig = field(default_factory=DetailMAEConfig)
 
@@ -60,6 +62,8 @@ class DetailModelConfig:
             raise FacetwinError("model.map_size and model.image_size must be at least 16")
         if self.map_size % 2 ** (self.unet.levels - 1):
             raise FacetwinError(f"model.map_size {self.map_size} must be divisible by 2**(unet.levels-1)")
+        if not 0 <= self.highpass < 0.5:
+            raise FacetwinError(f"model.highpass must be in [0, 0.5) (UV units), not {self.highpass}")
         if self.map_size % self.mae.patch_size:
             raise FacetwinError(f"model.map_size {self.map_size} must be a multiple of mae.patch_size {self.mae.patch_size}")
 
@@ -105,10 +109,16 @@ class DetailModel(nn.Module):
         map_size: S; image_size: C, the crop side images are unwrapped from and rendered at.
         albedo_model: the albedo model of the coarse model's albedo coefficients (renders
             with colour; None renders grey: the geometry-only pictures).
+        highpass: σ in UV units of the blur whose part is taken out of every D the networks make
+            (:func:`~facetwin.rendering.detail_maps.highpass_map`; 0 = none): without it a teacher
+            trained by shading alone used D for centimetre-wide blobs that correct the coarse
+            shape and albedo — deep "wrinkles" on children's faces (docs/detail.md).
     """
 
-    def __init__(self, coarse, network: nn.Module, map_size: int = 128, image_size: int = 224, albedo_model=None):
+    def __init__(self, coarse, network: nn.Module, map_size: int = 128, image_size: int = 224, albedo_model=None,
+                 highpass: float = 0.0):
         super().__init__()
+        self.highpass = float(highpass)
         from facetwin.rendering import MeshRenderer
 
         self.coarse = coarse
@@ -181,7 +191,11 @@ class DetailModel(nn.Module):
         ignores the tension. Zero outside the chart."""
         net = network if network is not None else self.network
         d = net(texture, visibility) if self.kind == "unet" else net(texture, visibility, tension)
-        return d * self.mapper.mask.to(d)
+        return self.fine(d)
+
+    def fine(self, d: torch.Tensor) -> torch.Tensor:
+        """A network's raw (B, 1, S, S) D → what this model uses: its fine part (``highpass``), 0 off the chart."""
+        return highpass_map(d, self.mapper.mask.to(d), self.highpass)
 
     def detail_normals(self, vertices: torch.Tensor, displacement: torch.Tensor, normals: torch.Tensor | None = None) -> torch.Tensor:
         return self.mapper.detail_normal_map(vertices, displacement, normals)
@@ -296,7 +310,7 @@ class DetailModel(nn.Module):
         t_out = None
         if teacher is not None:
             with torch.no_grad():
-                t_out = teacher(maps.texture, maps.visibility) * self.mapper.mask
+                t_out = self.fine(teacher(maps.texture, maps.visibility))
         sw_d = sw_render = None
         if consistency and teacher is not None and "identity" in batch:
             from facetwin.losses.consistency import identity_swap_permutation
@@ -372,7 +386,7 @@ def export_detail(model: DetailModel, path: str | Path, coarse_file: str | Path,
     coarse_path = Path(coarse_file)
     meta = {"network": {"kind": kind, "config": dataclasses.asdict(net.config)},
             "head_model": model.coarse.head_model.name,
-            "inference": {"map_size": model.map_size, "image_size": model.image_size, "layout": "detail",
+            "inference": {"map_size": model.map_size, "image_size": model.image_size, "layout": "detail", "highpass": model.highpass,
                           "max_displacement": float(net.config.max_displacement), "units": "metres along the coarse normal"},
             "coarse_model": {"file": coarse_path.name, "sha256": file_sha256(coarse_path) if coarse_path.is_file() else ""},
             "step": step, "train_config": config or {}, "command": command}
@@ -435,7 +449,7 @@ def load_detail_model(model_file: str | Path | None = "default", coarse=None, co
         raise FacetwinError(f"the detail model was trained for head model '{meta['head_model']}', not '{coarse.head_model.name}'")
     inf = meta.get("inference") or {}
     model = DetailModel(coarse, net, int(inf.get("map_size", 128)), int(inf.get("image_size", 224)),
-                        albedo_model=load_albedo("open") if albedo else None)
+                        albedo_model=load_albedo("open") if albedo else None, highpass=float(inf.get("highpass", 0.0)))
     return model.to(device).eval(), meta
 
 

@@ -114,7 +114,17 @@ class DetailTeacherStage(Stage):
         albedo = self._albedo if self._albedo is not None else load_albedo("open")
         net_cfg = cfg.model.unet if self.network_kind == "unet" else cfg.model.mae
         net = build_network(self.network_kind, net_cfg, cfg.model.map_size)
-        self.detail = DetailModel(coarse, net, cfg.model.map_size, cfg.model.image_size, albedo_model=albedo).to(info.device)
+        if cfg.model.init:  # warm start: the same network's weights from a detail model file
+            from facetwin.models.detail import read_detail_network
+
+            start, _ = read_detail_network(cfg.model.init, self.network_kind)
+            try:
+                net.load_state_dict(start.state_dict())
+            except RuntimeError:
+                raise FacetwinError(f"model.init {Path(cfg.model.init).name} is another {self.network_kind} than "
+                                    "model." + self.network_kind + " describes") from None
+        self.detail = DetailModel(coarse, net, cfg.model.map_size, cfg.model.image_size, albedo_model=albedo,
+                                  highpass=cfg.model.highpass).to(info.device)
         self.model = self.detail.network
         if self.weights.mrf > 0:
             self.features = _mrf_features(info.device, self.weights.mrf)

@@ -63,7 +63,7 @@ class PersonDetailStage(DetailStage):
 
         albedo = self._albedo if self._albedo is not None else load_albedo("open")
         self.detail = DetailModel(self._coarse, net, self.cfg.model.map_size, self.cfg.model.image_size,
-                                  albedo_model=albedo).to(info.device)
+                                  albedo_model=albedo, highpass=float(inf.get("highpass", 0.0))).to(info.device)
         for p in self.detail.coarse.parameters():
             p.requires_grad_(False)
         self.model = net
