@@ -16,3 +16,10 @@ def shared_data_dir() -> Path:
     if env:
         return Path(env)
     return PACKAGE_DIR.parent.parent / "shared" / "data"
+
+
+def cache_dir() -> Path:
+    """Where facetwin keeps what it derives once (converted weights, ONNX graphs, labels):
+    ``$FACETWIN_CACHE`` or ``~/.cache/facetwin``."""
+    env = os.environ.get("FACETWIN_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "facetwin"

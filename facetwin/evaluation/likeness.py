@@ -147,7 +147,7 @@ def _disk_cache_path(path: Path) -> Path:
     labelling is the slow part of the benchmark and does not depend on the model."""
     import hashlib
 
-    from facetwin.networks.face_recognition import cache_dir
+    from facetwin.paths import cache_dir
 
     st = path.stat()
     key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]

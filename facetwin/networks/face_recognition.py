@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from facetwin.errors import FacetwinError
+from facetwin.paths import cache_dir
 
 MODEL_FILE_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 CHIP_SIZE = 150
@@ -68,12 +69,6 @@ def dlib_model_path() -> Path:
     from facetwin.data.models import model_file
 
     return model_file(MODEL_FILE_NAME)
-
-
-def cache_dir() -> Path:
-    """``$FACETWIN_CACHE`` or ``~/.cache/facetwin``."""
-    env = os.environ.get("FACETWIN_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "facetwin"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,13 +21,12 @@ import hashlib
 import io
 import os
 import warnings
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
 
 from facetwin.errors import FacetwinError
+from facetwin.paths import cache_dir
 
 
 def available() -> bool:
@@ -50,12 +49,6 @@ def wanted() -> bool:
     if choice == "onnx" and not available():
         raise FacetwinError("FACETWIN_BACKEND=onnx but onnxruntime is not installed (pip install onnxruntime)")
     return available()
-
-
-def cache_dir() -> Path:
-    """``$FACETWIN_CACHE/onnx`` or ``~/.cache/facetwin/onnx``."""
-    env = os.environ.get("FACETWIN_CACHE")
-    return (Path(env) if env else Path.home() / ".cache" / "facetwin") / "onnx"
 
 
 def weights_key(module: nn.Module, name: str, example: tuple[torch.Tensor, ...]) -> str:
@@ -95,7 +88,7 @@ class OnnxRuntime:
 
         self._ort = onnxruntime
         self.name = name
-        self.path = cache_dir() / f"{name}-{weights_key(module, f'{name}.{method}', example)}.onnx"
+        self.path = cache_dir() / "onnx" / f"{name}-{weights_key(module, f'{name}.{method}', example)}.onnx"
         if not self.path.is_file():
             self._export(_Method(module, method), example)
         self._model = self.path.read_bytes()
