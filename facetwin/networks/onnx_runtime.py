@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import warnings
+
 import numpy as np
 import torch
 from torch import nn
