@@ -1,9 +1,11 @@
 """The detail stages under the one engine: a training step, exact resume (teacher and MAE, with the
-frozen teacher and L_dc), the periodic held-out evaluation, the model files and their refusals."""
+frozen teacher and L_dc), the periodic held-out evaluation, the model files and their refusals, the
+warm start from a model file."""
 
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -175,3 +177,20 @@ def test_configs_load_and_hold_out_three_people():
     with pytest.raises(FacetwinError, match="unknown detail loss weight|unknown config key"):
         load_config(DetailConfig, "detail", ["loss.wrinkles=1"])
     json.dumps(to_dict(cfg))
+
+
+def test_warm_start_from_a_model_file_and_its_refusal(tmp_path, teacher_run, data, coarse):
+    """``model.init``: the network starts from the file's weights (fp16 there); another network shape is one line."""
+    from facetwin.models.detail import read_detail_network
+
+    _, teacher = teacher_run
+    start, _ = read_detail_network(teacher, "unet")
+    cfg = _cfg(DetailTeacherStage, tmp_path / "w", f"model.init={teacher}", "run.steps=1")
+    stage = DetailTeacherStage(cfg, dataset=data, coarse=coarse, eval_dataset=data)
+    stage.setup(SimpleNamespace(device=torch.device("cpu"), is_main=True))
+    for k, v in start.state_dict().items():
+        assert torch.equal(stage.model.state_dict()[k], v), k
+    wider = _cfg(DetailTeacherStage, tmp_path / "x", f"model.init={teacher}", "model.unet.width=12")
+    with pytest.raises(FacetwinError, match="is another unet than model.unet describes"):
+        DetailTeacherStage(wider, dataset=data, coarse=coarse, eval_dataset=data).setup(
+            SimpleNamespace(device=torch.device("cpu"), is_main=True))

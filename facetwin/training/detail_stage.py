@@ -121,8 +121,8 @@ class DetailTeacherStage(Stage):
             try:
                 net.load_state_dict(start.state_dict())
             except RuntimeError:
-                raise FacetwinError(f"model.init {Path(cfg.model.init).name} is another {self.network_kind} than "
-                                    "model." + self.network_kind + " describes") from None
+                kind = self.network_kind
+                raise FacetwinError(f"model.init {Path(cfg.model.init).name} is another {kind} than model.{kind} describes") from None
         self.detail = DetailModel(coarse, net, cfg.model.map_size, cfg.model.image_size, albedo_model=albedo,
                                   highpass=cfg.model.highpass).to(info.device)
         self.model = self.detail.network
