@@ -197,7 +197,7 @@ def test_animate_recomputes_tension_and_d_for_one_person(coarse):
     torch.manual_seed(1)
     net = DetailMAE(DetailMAEConfig(map_size=64, patch_size=8, embed_dim=32, depth=1, num_heads=2))
     with torch.no_grad():
-        net.head.weight.normal_(0, 0.2)     # an untrained head is zero: give the map something to say
+        net.output_layer.weight.normal_(0, 0.2)     # an untrained MAE's last layer is zero: give the map something to say
     m = DetailModel(coarse, net, 64, 128).eval()
     img = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2RGB)[40:360, 100:420]
     x = torch.from_numpy(cv2.resize(img, (128, 128), interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None].float() / 255

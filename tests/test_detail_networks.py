@@ -19,8 +19,9 @@ def _inputs(S=64, B=2, seed=0):
 def _kick(module, seed=1):
     """Non-zero heads (they start at zero so untrained networks predict D = 0)."""
     g = torch.Generator().manual_seed(seed)
+    layers = {id(m): m for m in (module.head, getattr(module, "output_layer", module.head))}.values()
     with torch.no_grad():
-        for p in module.head.parameters():
+        for p in (p for layer in layers for p in layer.parameters()):
             p.copy_(0.5 * torch.randn(p.shape, generator=g))
 
 
@@ -60,7 +61,7 @@ def test_detail_mae_shapes_latent_and_transfer_parameters():
     names = {id(p): n for n, p in mae.named_parameters()}
     before = [names[id(p)] for p in mae.transfer_parameters()]
     assert "detail_latent" in before and "norm.weight" in before and "blocks.0.norm1.weight" in before
-    assert not any("attn" in n or "mlp" in n or "head" in n or "patch_embed" in n for n in before)
+    assert not any("attn" in n or "mlp" in n or "head" in n or "patch_embed" in n or "decoder" in n for n in before)
     # The project's adapters fit its blocks; fresh adapters keep the outputs.
     add_adapters(mae, bottleneck=8)
     names = {id(p): n for n, p in mae.named_parameters()}
@@ -83,3 +84,31 @@ def test_detail_mae_rejects_a_wrong_map_size():
     tex, vis, ten = _inputs(S=32)
     with pytest.raises(ValueError, match="64"):
         mae(tex, vis, ten)
+
+
+@pytest.mark.parametrize("refine", [0, 8])
+def test_the_convolutional_decoder_sees_across_patch_borders(refine):
+    """A change of one token's decoded patch reaches the texels next to it only through the
+    convolutional decoder (``refine``): the linear head alone decodes each patch on its own."""
+    cfg = DetailMAEConfig(map_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, refine=refine)
+    mae = DetailMAE(cfg).eval()
+    _kick(mae)
+    tex, vis, ten = _inputs(S=32, B=1)
+    token = 5  # grid row 1, column 1: texels [8:16, 8:16]
+    hook = mae.head.register_forward_hook(lambda m, i, out: out + torch.nn.functional.one_hot(
+        torch.tensor(token), out.shape[1]).to(out)[None, :, None] * 0.3)
+    with torch.no_grad():
+        moved = mae(tex, vis, ten)
+        hook.remove()
+        base = mae(tex, vis, ten)
+    change = (moved - base).abs()[0, 0]
+    inside = torch.zeros_like(change, dtype=torch.bool)
+    inside[8:16, 8:16] = True
+    assert change[inside].max() > 1e-4
+    if refine:
+        assert change[7, 8:16].max() > 1e-6 and change[8:16, 16].max() > 1e-6  # the texels next to it
+        near = torch.zeros_like(inside)
+        near[6:18, 6:18] = True  # two 3 × 3 layers reach 2 texels out
+        assert change[~near].max() == 0
+    else:
+        assert change[~inside].max() == 0

@@ -126,6 +126,36 @@ def test_mae_step_with_frozen_teacher_and_detail_consistency(tmp_path, teacher_r
         assert len(set(ids[:2])) == 1 and len(set(ids[2:])) == 1
 
 
+def test_a_distillation_phase_without_renders_has_the_same_map_terms(tmp_path, teacher_run, data, coarse):
+    """loss.photometric 0 (a distillation phase): no renders, and the map terms — L_Tchr, L_sym,
+    L_smo, L_regD and L_dc's teacher term on the swapped D — equal the full step's to float rounding."""
+    from facetwin.losses.detail import detail_losses
+
+    _, teacher = teacher_run
+    cfg = _cfg(DetailStage, tmp_path / "d", f"teacher={teacher}", "data.identity_batches=true", "run.steps=1")
+    trainer = _trainer(DetailStage, cfg, data, coarse)
+    trainer.train()  # sets the stage up (and one step makes D non-zero)
+    stage = trainer.stage
+    batch = {k: torch.stack([data[i][k] for i in range(4)]) for k in ("image", "skin", "identity")}
+    net, dm = stage.model, stage.detail
+    with torch.no_grad():
+        out = {}
+        for render in (True, False):
+            inputs, _, _ = dm.loss_inputs(batch, network=net, teacher=stage.teacher, consistency=True, render=render)
+            assert (inputs.render is None) == (not render) and (inputs.swapped_render is None) == (not render)
+            assert inputs.swapped_displacement is not None
+            out[render] = detail_losses(inputs, stage.weights, features=stage.features)
+    assert "photometric" in out[True] and "photometric" not in out[False] and "mrf" not in out[False]
+    for k in ("teacher", "symmetry", "smoothness", "displacement_reg", "consistency/teacher"):
+        torch.testing.assert_close(out[False][k], out[True][k], rtol=1e-5, atol=1e-7)
+    # the stage picks the render-free step from the weights
+    tr = _trainer(DetailStage, _cfg(DetailStage, tmp_path / "e", f"teacher={teacher}", "data.identity_batches=true",
+                                    "loss.photometric=0", "run.steps=2"), data, coarse)
+    tr.train()
+    rec = [r for r in tr.history if "loss" in r][-1]
+    assert "teacher" in rec and "consistency/teacher" in rec and "photometric" not in rec and "mrf" not in rec
+
+
 def test_model_file_round_trip_and_refusals(tmp_path, teacher_run, coarse):
     from facetwin.models.coarse import DEFAULT_MODEL_FILE
     from facetwin.models.detail import file_sha256, load_detail_model, read_detail_network

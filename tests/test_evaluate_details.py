@@ -46,7 +46,7 @@ def model_files(prepared, tmp_path_factory):
         torch.manual_seed(0)
         net = build_network("mae", DetailMAEConfig(embed_dim=32, depth=1, num_heads=2))
         if scale:
-            torch.nn.init.normal_(net.head.weight, std=scale)
+            torch.nn.init.normal_(net.output_layer.weight, std=scale)
         paths[name] = export_detail(DetailModel(coarse, net), out / f"{name}.safetensors", coarse_file, config=config)
     return paths
 

@@ -301,6 +301,10 @@ def test_head_model_matches_reference_flame_lbs(tmp_path, arrays, writer):
         scale = np.abs(expected - ref_raw["v_template"]).max()
         assert scale > 0.01  # the pose really moves the mesh
         np.testing.assert_allclose(got, expected, atol=2e-6)
+        # the landmark-only path (the landmarks' corner vertices posed alone, pose correctives included)
+        model = HeadModel(data).double()
+        args = [torch.as_tensor(a, dtype=torch.float64)[None] for a in (beta, psi, theta)]
+        np.testing.assert_allclose(model.landmarks(*args).numpy(), model(*args).landmarks.numpy(), atol=1e-12)
     # Landmarks of the HeadModel are the embedding's barycentric points on the posed mesh.
     emb = make_embedding(arrays["f"].shape[0])
     out = HeadModel(data).double()(shape=torch.zeros(1, 60, dtype=torch.float64))

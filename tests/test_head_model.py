@@ -159,6 +159,21 @@ def test_landmarks_lie_on_the_surface_in_their_regions(model, data):
     assert data.masks["nose"][data.faces[f[30]]].all()
 
 
+def test_landmarks_alone_equal_the_full_meshes_landmarks_with_their_gradients(model64):
+    g = torch.Generator().manual_seed(5)
+    shape = (torch.randn(4, model64.n_shape, generator=g, dtype=torch.float64) * 0.8).requires_grad_()
+    expr = (torch.randn(4, model64.n_expr, generator=g, dtype=torch.float64) * 0.8).requires_grad_()
+    pose = (torch.randn(4, 5, 3, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
+    full, alone = model64(shape, expr, pose).landmarks, model64.landmarks(shape, expr, pose)
+    assert (full - model64.landmarks(shape, expr, pose * 0)).abs().max() > 0.01  # the pose moves them
+    torch.testing.assert_close(alone, full, atol=1e-12, rtol=0)
+    w = torch.randn(4, 68, 3, generator=g, dtype=torch.float64)
+    ga = torch.autograd.grad((alone * w).sum(), (shape, expr, pose))
+    gf = torch.autograd.grad((full * w).sum(), (shape, expr, pose))
+    for a, f in zip(ga, gf):
+        torch.testing.assert_close(a, f, atol=1e-10, rtol=0)
+
+
 def test_landmark_embedding_is_symmetric(data):
     p = points_on(data.v_template.astype(np.float64), data.faces, data.landmark_faces, data.landmark_bary.astype(np.float64))
     np.testing.assert_allclose(p[MIRROR_68] * FLIP, p, atol=1e-3)  # within a millimetre

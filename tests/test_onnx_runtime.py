@@ -50,6 +50,7 @@ def test_same_parameters_as_torch_and_one_export_per_weights(cache, model, crops
         assert model.use_onnxruntime()
         files = sorted(cache.glob("*.onnx"))
         assert [f.name.split("-")[0] for f in files] == ["coarse", "dlib"]
+        assert not model.encoder.training and not model.descriptor().training  # exporting left them in eval mode
         out = model.predict(crops)
     for name in ("shape", "expression", "pose", "scale", "translation"):
         a, b = getattr(ref, name), getattr(out, name)
@@ -99,3 +100,31 @@ def test_backend_switch_and_faults(cache, model, monkeypatch, tmp_path):
         assert not model.use_onnxruntime()
     assert model.encoder.runtime is None
     assert not os.path.exists(blocker / "onnx")
+
+
+def test_the_detail_network_runs_the_same_and_a_persons_detail_adapters_make_a_new_graph(cache, model, crops):
+    from facetwin.models.detail import DetailModel, DetailModelConfig, build_network
+    from facetwin.networks.adapters import add_adapters
+
+    cfg = DetailModelConfig()
+    net = build_network("mae", cfg.mae, cfg.map_size)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        net.output_layer.weight.normal_(0, 0.02)  # a D that is not zero
+    detail = DetailModel(model, net, cfg.map_size, cfg.image_size, highpass=cfg.highpass).eval()
+    with torch.no_grad():
+        ref = detail(crops)[1].displacement
+        assert detail.use_onnxruntime() and len(list(cache.glob("detail-mae-*.onnx"))) == 1
+        out = detail(crops)[1].displacement
+        assert ref.abs().max() > 1e-4
+        assert torch.allclose(out, ref, atol=1e-6 * 0.01 + 1e-4 * ref.abs().max()), (out - ref).abs().max()
+        add_adapters(net, 8)  # in the MAE's blocks, as personalisation adds them
+        for p in net.transfer_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        assert detail.use_onnxruntime() and len(list(cache.glob("detail-mae-*.onnx"))) == 2
+        fast = detail(crops)[1].displacement
+        detail.use_onnxruntime(False)
+        assert net.runtime is None
+        slow = detail(crops)[1].displacement
+    assert not torch.allclose(slow, ref, atol=1e-5)  # the adapters changed D...
+    assert torch.allclose(fast, slow, atol=1e-4 * slow.abs().max()), (fast - slow).abs().max()  # ...in both

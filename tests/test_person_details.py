@@ -25,7 +25,7 @@ MAP = 32
 def _mae(seed: int):
     torch.manual_seed(seed)
     net = build_network("mae", DetailMAEConfig(map_size=MAP, patch_size=8, embed_dim=32, depth=2, num_heads=2))
-    nn.init.normal_(net.head.weight, std=0.05)  # an untrained MAE decodes D = 0 whatever its tokens: no gradient
+    nn.init.normal_(net.output_layer.weight, std=0.05)  # an untrained MAE decodes D = 0 whatever its tokens: no gradient
     return net
 
 

@@ -59,7 +59,7 @@ def _time(model, x, repeats: int) -> tuple[float, float, float, float]:
 def measure(args) -> dict:
     """Batch 1 at the requested threads, plus 1 and 2 threads side by side, and on 2 threads with
     one fixed β (what a person model runs: no face descriptor per frame) — on the inference backend
-    (onnxruntime for the coarse encoder and the descriptor when installed), and on torch beside it."""
+    (onnxruntime for the coarse encoder, the descriptor and the detail network when installed), and on torch beside it."""
     import torch
 
     from facetwin.cli.bench import at_threads
@@ -71,8 +71,9 @@ def measure(args) -> dict:
     repeats = max(3, int(getattr(args, "repeats", 20)))
     coarse = model.coarse
     coarse.use_onnxruntime(False)
+    model.use_onnxruntime(False)
     on_torch = at_threads(lambda: _time(model, x, repeats))
-    backend = "onnxruntime" if coarse.use_onnxruntime() else "torch"
+    backend = "onnxruntime" if coarse.use_onnxruntime() and model.use_onnxruntime() else "torch"
     by = at_threads(lambda: _time(model, x, repeats)) if backend != "torch" else on_torch
     with torch.no_grad():
         beta = coarse.predict(x).shape[0]
@@ -83,6 +84,7 @@ def measure(args) -> dict:
         fixed.remove()
     ms, coarse_ms, best_ms, cpu_ms = _time(model, x, repeats)
     coarse.use_onnxruntime(False)
+    model.use_onnxruntime(False)
     net = model.network
     return {"network": f"detail {model.kind} {model.map_size}² maps, {sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters",
             "weights": source, "crop": C, "threads": torch.get_num_threads(), "batch": 1, "backend": backend,

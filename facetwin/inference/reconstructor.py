@@ -189,6 +189,7 @@ class FaceTwin:
 
                 attach_person_details(self.detail.network, self.person, resolve_detail_file(detail))
                 self.detail_meta["person_details"] = True
+            self.detail.use_onnxruntime(self.backend == "onnxruntime")  # after the person's detail adapters
 
     @torch.no_grad()
     def detail_crop(self, params, crop: np.ndarray) -> DetailResult:

@@ -177,6 +177,14 @@ class CoarseModel(nn.Module):
         lmk_nz = landmark_normal_z(out.vertices, hm.faces, hm.landmark_faces, hm.landmark_bary, normals=normals)
         return CoarseGeometry(params, out.vertices, out.landmarks, normals, v2d, l2d, lmk_nz, s_px, t_px, crop_size)
 
+    def landmarks2d(self, params: CoarseParams, crop_size: int, shape: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 68, 2) crop pixels: :meth:`geometry`'s ``landmarks2d`` without the rest of the mesh
+        (:meth:`HeadModel.landmarks`), for camera fits and descriptor chips. ``shape`` overrides β."""
+        params = params.to(torch.float32) if params.scale.dtype in (torch.float16, torch.bfloat16) else params
+        hm = self.head_model
+        lmk = hm.landmarks(_pad(params.shape if shape is None else shape, hm.n_shape), _pad(params.expression, hm.n_expr), params.pose)
+        return project_orthographic(lmk, *params.camera_pixels(crop_size))
+
     def silhouette(self, geo: CoarseGeometry, unoccluded_size: int | None = None, fragments=None) -> torch.Tensor:
         """(B, V) bool silhouette vertices within the candidate region.
 
@@ -243,8 +251,7 @@ class CoarseModel(nn.Module):
         partner = identity_swap_permutation(identity)
         if torch.equal(partner, torch.arange(len(partner), device=partner.device)):
             return None
-        swapped = self.geometry(geo.params, geo.crop_size, shape=geo.params.shape[partner])
-        return swapped.landmarks2d
+        return self.landmarks2d(geo.params, geo.crop_size, shape=geo.params.shape[partner])
 
     @property
     def input_size(self) -> int:
@@ -262,7 +269,7 @@ class CoarseModel(nn.Module):
     def identity_descriptor(self, params: CoarseParams, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(descriptor (B, 128), landmarks (B, 68, 2) crop pixels) of the photos: dlib's chip
         aligned by the landmarks the encoder's parameters project to (no labels at inference)."""
-        l2d = self.geometry(params.detach(), images.shape[-1]).landmarks2d
+        l2d = self.landmarks2d(params.detach(), images.shape[-1])
         return self.chip_descriptor(images, l2d), l2d
 
     @torch.no_grad()
@@ -286,8 +293,8 @@ class CoarseModel(nn.Module):
         in the photo."""
         params = params.to(torch.float32) if params.scale.dtype != torch.float32 else params
         hm = self.head_model
-        out = hm(_pad(shape, hm.n_shape), _pad(params.expression, hm.n_expr), params.pose)
-        unit = project_orthographic(out.landmarks[:, _INNER], torch.ones_like(params.scale), torch.zeros_like(params.translation))
+        lmk = hm.landmarks(_pad(shape, hm.n_shape), _pad(params.expression, hm.n_expr), params.pose)
+        unit = project_orthographic(lmk[:, _INNER], torch.ones_like(params.scale), torch.zeros_like(params.translation))
         target = landmarks[:, _INNER].to(unit.dtype)
         pu, pt = unit - unit.mean(1, keepdim=True), target - target.mean(1, keepdim=True)
         s = (pu * pt).sum((1, 2)) / pu.pow(2).sum((1, 2)).clamp_min(1e-12)  # pixels per metre
@@ -326,7 +333,7 @@ class CoarseModel(nn.Module):
             return params
         # the camera re-fit's target, differentiable: detached, it would pin the inner landmarks'
         # place and size to the encoder's own guess and a training run could never correct it
-        l2d = self.geometry(params, images.shape[-1]).landmarks2d
+        l2d = self.landmarks2d(params, images.shape[-1])
         if fixed is not None:
             beta = fixed.to(params.shape.device, torch.float32).reshape(1, -1).expand(params.shape.shape[0], -1)
             return self.with_shape(params, beta, l2d, images.shape[-1])
@@ -337,29 +344,14 @@ class CoarseModel(nn.Module):
         inference (:mod:`facetwin.networks.onnx_runtime`: 1.3–2× faster at batch 1 on CPU) when it is
         installed and not turned off (``FACETWIN_BACKEND``), on CPU; ``on=False`` goes back to torch.
         Call it again after the encoder's weights change (a person attached). Returns whether it is on."""
+        from facetwin.losses.identity import CHIP_SIZE
         from facetwin.networks import onnx_runtime
 
-        self.encoder.runtime = None
-        descriptor = self.descriptor() if self.identity_head is not None else None
-        if not on or self.edges.device.type != "cpu" or not onnx_runtime.wanted():
-            if descriptor is not None:
-                descriptor.runtime = None
-            return False
         size = self.encoder.image_size
-        try:
-            self.encoder.runtime = onnx_runtime.OnnxRuntime(self.encoder, (torch.zeros(1, 3, size, size),), "coarse-encoder", method="raw")
-            if descriptor is not None and getattr(descriptor, "runtime", None) is None:
-                from facetwin.losses.identity import CHIP_SIZE
-
-                descriptor.runtime = onnx_runtime.OnnxRuntime(descriptor, (torch.zeros(1, 3, CHIP_SIZE, CHIP_SIZE),), "dlib-descriptor")
-        except Exception as exc:  # an unwritable cache, an exporter or runtime fault: torch does the same work
-            import warnings
-
-            self.encoder.runtime = None
-            warnings.warn(f"onnxruntime not used ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
-                          "running on torch", stacklevel=2)
-            return False
-        return True
+        on = onnx_runtime.attach(self.encoder, (torch.zeros(1, 3, size, size),), "coarse-encoder", method="raw", on=on)
+        if self.identity_head is not None:
+            onnx_runtime.attach(self.descriptor(), (torch.zeros(1, 3, CHIP_SIZE, CHIP_SIZE),), "dlib-descriptor", on=on)
+        return on
 
     def predict(self, images: torch.Tensor) -> CoarseParams:
         """(B, 3, H, W) crops in [0, 1] → parameters (the encoder, then :meth:`complete`)."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
+from facetwin.networks import onnx_runtime
 from facetwin.networks.vit import VisionTransformer
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -190,8 +191,8 @@ class CoarseEncoder(nn.Module):
         """(B, 3, S, S) → (B, n_out) head outputs; through ``self.runtime`` (an onnxruntime session of
         this very network, :mod:`facetwin.networks.onnx_runtime`) when one is set and no gradient is
         wanted."""
-        runtime = getattr(self, "runtime", None)
-        if runtime is not None and not self.training and not torch.is_grad_enabled():
+        runtime = onnx_runtime.active(self)
+        if runtime is not None:
             return runtime(images)
         return self.head(self.features(images))
 

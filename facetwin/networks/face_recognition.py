@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from facetwin.errors import FacetwinError
+from facetwin.networks import onnx_runtime
 from facetwin.paths import cache_dir
 
 MODEL_FILE_NAME = "dlib_face_recognition_resnet_model_v1.dat"
@@ -370,8 +371,8 @@ class DlibFaceDescriptor(nn.Module):
         """``(B, 3, 150, 150)`` RGB -> ``(B, 128)``."""
         if images.shape[-3:] != (3, CHIP_SIZE, CHIP_SIZE):
             raise ValueError(f"expected (B, 3, {CHIP_SIZE}, {CHIP_SIZE}) chips, got {tuple(images.shape)}")
-        runtime = getattr(self, "runtime", None)  # onnxruntime, inference only (networks/onnx_runtime.py)
-        if runtime is not None and not torch.is_grad_enabled():
+        runtime = onnx_runtime.active(self)  # onnxruntime, inference only
+        if runtime is not None:
             return runtime(images)
         x = self._stem(images)
         for block in self.blocks:

@@ -9,8 +9,9 @@ rounding (outputs equal to ~1e-6; BENCHMARKS.md "Inference through onnxruntime")
     runtime = OnnxRuntime(encoder, example_inputs, "coarse-encoder", method="raw")  # exports or reuses the cache
     raw = runtime(images)                                                            # torch tensors in and out
 
-A module that takes a runtime keeps it as ``module.runtime`` and calls it from its own method when
-no gradient is wanted (``CoarseEncoder.raw``, ``DlibFaceDescriptor.forward``).
+A module that takes a runtime keeps it as ``module.runtime`` and calls it from its own method at
+inference (:func:`active`: ``CoarseEncoder.raw``, ``DlibFaceDescriptor.forward``, ``DetailMAE`` and
+``DetailUNet.forward``).
 
 ``FACETWIN_BACKEND=torch`` turns it off everywhere (:func:`wanted`).
 """
@@ -52,6 +53,35 @@ def wanted() -> bool:
     return available()
 
 
+def active(module: nn.Module):
+    """``module.runtime`` when one is set and this is inference (eval mode, no gradient), else None."""
+    runtime = getattr(module, "runtime", None)
+    return runtime if runtime is not None and not module.training and not torch.is_grad_enabled() else None
+
+
+def attach(module: nn.Module, example: tuple[torch.Tensor, ...], name: str, method: str = "forward", on: bool = True) -> bool:
+    """Set ``module.runtime`` to an onnxruntime session of ``module.<method>`` with its current
+    weights (one it already has of the same weights is kept) when ``on``, the module is on CPU and
+    onnxruntime is :func:`wanted`; else remove it. A fault exporting or loading (an unwritable cache,
+    an exporter limit) warns and leaves the work to torch. Returns whether a session is set."""
+    param = next(module.parameters(), None)
+    if not on or (param is not None and param.device.type != "cpu") or not wanted():
+        module.runtime = None
+        return False
+    old = getattr(module, "runtime", None)
+    key = weights_key(module, f"{name}.{method}", example)
+    if old is not None and old.key == key:
+        return True
+    try:
+        module.runtime = OnnxRuntime(module, example, name, method, key=key)
+    except Exception as exc:  # torch does the same work
+        module.runtime = None
+        first = str(exc).splitlines()[0][:160] if str(exc) else ""
+        warnings.warn(f"onnxruntime not used for the {name} ({type(exc).__name__}: {first}); running on torch", stacklevel=2)
+        return False
+    return True
+
+
 def weights_key(module: nn.Module, name: str, example: tuple[torch.Tensor, ...]) -> str:
     """SHA-256 (hex, 24 characters) of what the exported graph depends on."""
     h = hashlib.sha256(f"{name}|{type(module).__qualname__}|{torch.__version__}".encode())
@@ -82,14 +112,17 @@ class OnnxRuntime:
         example: example inputs (any batch size: the batch dimension is dynamic).
         name: a label for the cache file and messages.
         method: what to export (default ``forward``).
+        key: :func:`weights_key` of these, when the caller has it.
     """
 
-    def __init__(self, module: nn.Module, example: tuple[torch.Tensor, ...], name: str, method: str = "forward"):
+    def __init__(self, module: nn.Module, example: tuple[torch.Tensor, ...], name: str, method: str = "forward",
+                 key: str | None = None):
         import onnxruntime
 
         self._ort = onnxruntime
         self.name = name
-        self.path = cache_dir() / "onnx" / f"{name}-{weights_key(module, f'{name}.{method}', example)}.onnx"
+        self.key = key or weights_key(module, f"{name}.{method}", example)  # ``key``: already computed
+        self.path = cache_dir() / "onnx" / f"{name}-{self.key}.onnx"
         if not self.path.is_file():
             self._export(_Method(module, method), example)
         self._model = self.path.read_bytes()
@@ -103,7 +136,7 @@ class OnnxRuntime:
 
         names = [f"input{i}" for i in range(len(example))]
         buf = io.BytesIO()
-        was_training, runtime = module.training, getattr(module.inner, "runtime", None)
+        was_training, runtime = module.inner.training, getattr(module.inner, "runtime", None)  # the wrapped network's
         module.eval()
         module.inner.runtime = None  # trace the torch path, not an older session
         try:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facetwin.networks import onnx_runtime
+
 MAX_DISPLACEMENT = 0.01  # metres, DECA's ±0.01
 
 
@@ -53,6 +55,9 @@ class DetailUNet(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, texture: torch.Tensor, visibility: torch.Tensor) -> torch.Tensor:
+        runtime = onnx_runtime.active(self)  # onnxruntime, inference only
+        if runtime is not None:
+            return runtime(texture, visibility)
         S = texture.shape[-1]
         if S % 2 ** (self.config.levels - 1):
             raise ValueError(f"UV map size {S} is not divisible by {2 ** (self.config.levels - 1)}")

@@ -171,7 +171,8 @@ class DetailTeacherStage(Stage):
     def training_step(self, model, batch, step):
         with self.autocast():
             inputs, geo, maps = self.detail.loss_inputs(batch, network=model, teacher=self.teacher,
-                                                        consistency=self.teacher is not None and self.weights.consistency > 0)
+                                                        consistency=self.teacher is not None and self.weights.consistency > 0,
+                                                        render=self.weights.photometric > 0)  # ID-MRF reads the render too
         terms = detail_losses(inputs, self.weights, features=self.features)
         logs = {k: float(v.detach()) for k, v in terms.items() if k != "total"}
         d = maps.displacement.detach()
