@@ -112,3 +112,29 @@ def test_the_convolutional_decoder_sees_across_patch_borders(refine):
         assert change[~near].max() == 0
     else:
         assert change[~inside].max() == 0
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_the_decoder_reads_the_input_maps_at_full_resolution_with_skip(skip):
+    """With the tokens' decoded features held fixed, one changed texel of the texture reaches D
+    (within the decoder's two 3 × 3 layers of it) only through the skip."""
+    cfg = DetailMAEConfig(map_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, refine=8, skip=skip)
+    mae = DetailMAE(cfg).eval()
+    _kick(mae)
+    tex, vis, ten = _inputs(S=32, B=1)
+    vis = torch.ones_like(vis)
+    with torch.no_grad():
+        fixed = mae.head(mae.tokens(tex, vis, ten))
+        hook = mae.head.register_forward_hook(lambda m, i, out: fixed)
+        base = mae(tex, vis, ten)
+        tex2 = tex.clone()
+        tex2[0, :, 20, 11] = 1 - tex2[0, :, 20, 11]
+        change = (mae(tex2, vis, ten) - base).abs()[0, 0]
+        hook.remove()
+    if skip:
+        assert change[20, 11] > 1e-6
+        far = torch.ones_like(change, dtype=torch.bool)
+        far[18:23, 9:14] = False
+        assert change[far].max() == 0
+    else:
+        assert change.max() == 0

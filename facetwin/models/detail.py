@@ -443,6 +443,8 @@ def read_detail_network(model_file: str | Path, kind: str | None = None) -> tupl
         config = dict(net_meta["config"])
         if net_meta["kind"] == "mae":
             config.setdefault("refine", 0)  # files written before the convolutional decoder
+            config.setdefault("skip", False)
+            config.setdefault("decoder_width", config["refine"])
         net = build_network(net_meta["kind"], config)
         net.load_state_dict(state)
     except (KeyError, TypeError, RuntimeError) as exc:

@@ -4,10 +4,12 @@ A transformer over patches of the unwrapped image texture (with its visibility m
 tension map T_UV, all in the detail UV layout, with **no masking** (the paper's zero masking
 ratio: every patch is seen). A learnable patch-wise detail latent ``x_d`` (one vector per patch,
 shared by all people) is added to the patch tokens; a linear head decodes each token into its
-p × p patch of ``refine`` feature maps and two 3 × 3 convolutions over the whole map turn them into
-the displacement map, bounded like DECA's: ``D = 0.01 · tanh(·)`` metres. (A linear head straight
-to D, ``refine = 0``, decodes every patch on its own: after 600 steps its D still showed the 8-texel
-patch grid as seams, docs/detail.md; the convolutions see across the patch borders.)
+p × p patch of ``refine`` feature maps, and two 3 × 3 convolutions over the whole map — reading
+those features and (``skip``) the input maps themselves at full resolution — turn them into the
+displacement map, bounded like DECA's: ``D = 0.01 · tanh(·)`` metres. (A linear head straight to D,
+``refine = 0``, decodes every patch on its own: after 600 steps its D still showed the 8-texel patch
+grid as seams, docs/detail.md; the convolutions see across the patch borders, and the skip gives
+them the texel-sharp shading the 8² patch embedding compresses.)
 
 Built from the project's ViT :class:`~facetwin.networks.vit.Block` s in ``self.blocks`` (and the
 ViT's ``norm`` naming), so :func:`facetwin.networks.adapters.add_adapters` puts the paper's
@@ -37,7 +39,9 @@ class DetailMAEConfig:
     mlp_ratio: float = 4.0
     in_channels: int = 5          # RGB texture + visibility + T_UV
     max_displacement: float = MAX_DISPLACEMENT
-    refine: int = 8               # feature maps of the convolutional decoder; 0 = a linear head straight to D
+    refine: int = 8               # feature maps per texel the tokens decode to; 0 = a linear head straight to D
+    decoder_width: int = 16       # channels of the decoder's hidden 3 × 3 convolution
+    skip: bool = True             # the decoder also reads the input maps (texture·visibility, visibility, T_UV)
 
 
 class DetailMAE(nn.Module):
@@ -56,7 +60,9 @@ class DetailMAE(nn.Module):
         self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
         self.head = nn.Linear(c.embed_dim, c.patch_size ** 2 * max(1, c.refine))
         if c.refine:
-            self.decoder = nn.Sequential(nn.Conv2d(c.refine, c.refine, 3, padding=1), nn.GELU(), nn.Conv2d(c.refine, 1, 3, padding=1))
+            n_in = c.refine + (c.in_channels if c.skip else 0)
+            self.decoder = nn.Sequential(nn.Conv2d(n_in, c.decoder_width, 3, padding=1), nn.GELU(),
+                                         nn.Conv2d(c.decoder_width, 1, 3, padding=1))
         nn.init.normal_(self.detail_latent, std=0.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -74,11 +80,18 @@ class DetailMAE(nn.Module):
     def x_d(self) -> nn.Parameter:
         return self.detail_latent
 
-    def tokens(self, texture: torch.Tensor, visibility: torch.Tensor, tension: torch.Tensor) -> torch.Tensor:
-        """Encoded patch tokens (B, N, dim), N = (S / p)², row-major."""
+    def inputs(self, texture: torch.Tensor, visibility: torch.Tensor, tension: torch.Tensor) -> torch.Tensor:
+        """The (B, 5, S, S) input maps: texture·visibility, visibility, T_UV."""
         x = torch.cat([texture * visibility, visibility, tension], 1)
         if x.shape[-1] != self.config.map_size or x.shape[-2] != self.config.map_size:
             raise ValueError(f"detail maps must be {self.config.map_size}², got {tuple(x.shape[-2:])}")
+        return x
+
+    def tokens(self, texture: torch.Tensor, visibility: torch.Tensor, tension: torch.Tensor) -> torch.Tensor:
+        """Encoded patch tokens (B, N, dim), N = (S / p)², row-major."""
+        return self._encode(self.inputs(texture, visibility, tension))
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         t = self.patch_embed(x) + self.pos_embed.to(x.dtype) + self.detail_latent
         for block in self.blocks:
             t = block(t)
@@ -88,12 +101,14 @@ class DetailMAE(nn.Module):
         runtime = onnx_runtime.active(self)  # onnxruntime, inference only
         if runtime is not None:
             return runtime(texture, visibility, tension)
-        p, g, k = self.config.patch_size, self.grid, max(1, self.config.refine)
-        out = self.head(self.tokens(texture, visibility, tension))          # (B, N, p² k)
+        c = self.config
+        p, g, k = c.patch_size, self.grid, max(1, c.refine)
+        x = self.inputs(texture, visibility, tension)
+        out = self.head(self._encode(x))                                    # (B, N, p² k)
         B = out.shape[0]
         d = out.reshape(B, g, g, p, p, k).permute(0, 5, 1, 3, 2, 4).reshape(B, k, g * p, g * p)
-        if self.config.refine:
-            d = self.decoder(d)
+        if c.refine:
+            d = self.decoder(torch.cat([d, x], 1) if c.skip else d)
         return self.config.max_displacement * torch.tanh(d)
 
     def transfer_parameters(self) -> list[nn.Parameter]:
