@@ -157,7 +157,7 @@ def test_reconstruct_and_export_carry_the_details(tmp_path, detail_file):
     face = reconstruct(ASTRONAUT, model)
     d = face.detail
     assert d is not None and d.displacement.shape == (128, 128) and d.normal_map.shape == (128, 128, 3)
-    assert d.displaced_vertices.shape == face.vertices.shape and d.model == "facetwin-detail-mae/1"
+    assert d.displaced_vertices.shape == face.vertices.shape and d.model == "facetwin-detail-mae/2"
     on = np.linalg.norm(d.normal_map, axis=-1) > 0
     assert np.allclose(np.linalg.norm(d.normal_map[on], axis=-1), 1, atol=1e-4)
     files = export(face, tmp_path, "astro")

@@ -224,3 +224,28 @@ def test_warm_start_from_a_model_file_and_its_refusal(tmp_path, teacher_run, dat
     with pytest.raises(FacetwinError, match="is another unet than model.unet describes"):
         DetailTeacherStage(wider, dataset=data, coarse=coarse, eval_dataset=data).setup(
             SimpleNamespace(device=torch.device("cpu"), is_main=True))
+
+
+def test_a_v1_mae_file_loads_as_the_linear_head_mae_it_was(tmp_path):
+    """facetwin-detail-mae/1 (before the convolutional decoder) names no decoder: it upgrades to a
+    linear head straight to D, with the same weights and outputs; v1 files that name the decoder keep it."""
+    from facetwin.models.detail import build_network, read_detail_network
+    from facetwin.networks.detail_mae import DetailMAEConfig
+
+    old_cfg = {"map_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2, "mlp_ratio": 4.0,
+               "in_channels": 5, "max_displacement": 0.01}
+    net = build_network("mae", DetailMAEConfig(**old_cfg, refine=0))
+    torch.nn.init.normal_(net.head.weight, std=0.05)
+    path = tmp_path / "old.safetensors"
+    from safetensors.torch import save_file
+
+    meta = {"format": "facetwin-detail-mae/1", "network": {"kind": "mae", "config": old_cfg}}
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path), metadata={files.HEADER_KEY: json.dumps(meta)})
+    again, meta = read_detail_network(path)
+    assert meta["format"] == "facetwin-detail-mae/2" and meta["network"]["config"]["refine"] == 0
+    assert not hasattr(again, "decoder")
+    x = (torch.rand(1, 3, 32, 32), torch.ones(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
+    with torch.no_grad():
+        torch.testing.assert_close(again(*x), net(*x), atol=0, rtol=0)
+    kept = files.upgrade({"format": "facetwin-detail-mae/1", "network": {"kind": "mae", "config": dict(old_cfg, refine=8, skip=True)}})
+    assert kept["network"]["config"]["refine"] == 8 and kept["network"]["config"]["skip"] is True

@@ -83,11 +83,12 @@ class HeadModel(nn.Module):
         t = getattr(self, name)
         return None if t is None else t.to(dtype)
 
-    def rest_shape(self, shape: torch.Tensor, expression: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unposed vertices (B, V, 3) and joints (B, 5, 3) for β (B, n_shape) and ψ (B, n_expr)."""
+    def rest_shape(self, shape: torch.Tensor, expression: torch.Tensor, prefix: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+        """Unposed vertices (B, V, 3) and joints (B, 5, 3) for β (B, n_shape) and ψ (B, n_expr)
+        (``prefix="_lmk_"``: only the landmarks' corner vertices, see :meth:`landmarks`)."""
         B, dtype = shape.shape[0], shape.dtype
-        offsets = shape @ self._buf("shapedirs", dtype) + expression @ self._buf("exprdirs", dtype)
-        vertices = self._buf("v_template", dtype) + offsets.reshape(B, -1, 3)
+        offsets = shape @ self._buf(prefix + "shapedirs", dtype) + expression @ self._buf(prefix + "exprdirs", dtype)
+        vertices = self._buf(prefix + "template" if prefix else "v_template", dtype) + offsets.reshape(B, -1, 3)
         j_offsets = shape @ self._buf("j_shapedirs", dtype) + expression @ self._buf("j_exprdirs", dtype)
         joints = self._buf("j_template", dtype) + j_offsets.reshape(B, 5, 3)
         return vertices, joints
@@ -131,11 +132,8 @@ class HeadModel(nn.Module):
         from the vertices they sit on instead of the whole mesh (1.5–2.5× faster at batch 1, and no
         normals: 5–6× faster than the coarse model's full geometry) where only the landmarks are
         needed (a camera fit, a descriptor chip). Differentiable in every input."""
-        B, dtype = shape.shape[0], shape.dtype
-        offsets = shape @ self._buf("_lmk_shapedirs", dtype) + expression @ self._buf("_lmk_exprdirs", dtype)
-        rest = self._buf("_lmk_template", dtype) + offsets.reshape(B, -1, 3)
-        j_offsets = shape @ self._buf("j_shapedirs", dtype) + expression @ self._buf("j_exprdirs", dtype)
-        joints = self._buf("j_template", dtype) + j_offsets.reshape(B, 5, 3)
+        dtype = shape.dtype
+        rest, joints = self.rest_shape(shape, expression, prefix="_lmk_")
         posed, _ = linear_blend_skinning(rest, joints, pose, self._buf("_lmk_lbs_weights", dtype), self.parents,
                                          self._buf("_lmk_posedirs", dtype))
         corners = posed[:, self._lmk_corners]  # (B, 68, 3 corners, 3)

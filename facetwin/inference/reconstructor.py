@@ -125,7 +125,7 @@ class DetailResult:
     tension: np.ndarray             # (S, S) float32 T_UV of the expression
     texture: np.ndarray             # (S, S, 3) uint8 the photo unwrapped into the detail layout
     visibility: np.ndarray          # (S, S) uint8 255 where the photo saw the texel
-    model: str = ""                 # the detail model file's format (e.g. facetwin-detail-mae/1)
+    model: str = ""                 # the detail model file's format (e.g. facetwin-detail-mae/2)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"detail_displacement": self.displacement, "detail_normal_map": self.normal_map,

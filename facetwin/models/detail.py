@@ -440,12 +440,7 @@ def read_detail_network(model_file: str | Path, kind: str | None = None) -> tupl
     state, meta = files.read_model_file(path, found)
     net_meta = meta.get("network") or {}
     try:
-        config = dict(net_meta["config"])
-        if net_meta["kind"] == "mae":
-            config.setdefault("refine", 0)  # files written before the convolutional decoder
-            config.setdefault("skip", False)
-            config.setdefault("decoder_width", config["refine"])
-        net = build_network(net_meta["kind"], config)
+        net = build_network(net_meta["kind"], net_meta["config"])
         net.load_state_dict(state)
     except (KeyError, TypeError, RuntimeError) as exc:
         raise FacetwinError(f"{path.name} does not match its own network description: {str(exc).splitlines()[0]}") from None

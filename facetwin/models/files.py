@@ -40,8 +40,8 @@ PERSON = "person"
 DETAIL_UNET = "detail-unet"   # the detail teacher D_UNet (models/detail.py)
 DETAIL_MAE = "detail-mae"     # the detail MAE (models/detail.py)
 # kind -> current version. A newer file than this code, or a kind nobody reads, is refused.
-# coarse-encoder/3: an optional identity head (identity_head.*)
-FORMATS = {COARSE_ENCODER: 3, VIT: 1, PERSON: 1, DETAIL_UNET: 1, DETAIL_MAE: 1}
+# coarse-encoder/3: an optional identity head (identity_head.*); detail-mae/2: the convolutional decoder
+FORMATS = {COARSE_ENCODER: 3, VIT: 1, PERSON: 1, DETAIL_UNET: 1, DETAIL_MAE: 2}
 HEADER_KEY = "facetwin"
 # how error messages name a file of a kind that is not a network (default: "(<kind>) model file")
 _KIND_NAMES = {PERSON: "person file"}
@@ -160,6 +160,12 @@ def upgrade(meta: dict) -> dict:
         loss = (meta.get("train_config") or {}).get("loss") or {}
         meta["inference"] = coarse_inference_properties(meta["encoder"]["image_size"], loss.get("contour_mode", "silhouette"))
         meta["format"] = format_name(kind)
+    if kind == DETAIL_MAE and version == 1:
+        # v1 files were written before the convolutional decoder: a linear head straight to D
+        # (a v1 file that names the decoder's settings keeps them)
+        net = dict(meta.get("network") or {})
+        net["config"] = {"refine": 0, "skip": False, "decoder_width": 0, **(net.get("config") or {})}
+        meta = dict(meta, network=net, format=format_name(kind))
     return meta
 
 
