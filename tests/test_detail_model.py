@@ -185,6 +185,45 @@ def test_animate_with_details_writes_d_per_frame(tmp_path, detail_file):
         assert np.abs(z["detail_displacement"]).max() > 0
 
 
+def test_video_details_run_beside_the_coarse_pass_and_equal_the_serial_ones(tmp_path, detail_file):
+    """A video with --detail: every frame's D, computed in the pipeline (the coarse pass of frame
+    t+1 in a second thread), equals the same frame's details computed alone; the frames really
+    differ (a mix-up of frames would show); the CLI streams them into the sequence."""
+    import cv2
+    import json
+
+    from facetwin.inference.reconstructor import FaceTwin
+    from facetwin.inference.video import reconstruct_video
+    from tests.media import write_video
+
+    img = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2RGB)
+    frames = [np.ascontiguousarray(img[0:320, 60 + 6 * i:380 + 6 * i]) for i in range(5)]
+    clip = tmp_path / "drift.mp4"
+    write_video(clip, frames)
+    ft = FaceTwin(detail=detail_file)
+    results = [r for r in reconstruct_video(ft, clip, details=True)]
+    assert len(results) == 5 and all(r.ok and r.reconstruction.detail is not None for r in results)
+    piped = [r.reconstruction.detail.displacement for r in results]
+    alone = [ft.reconstruct(r.frame.rgb, landmarks=r.track.label.landmarks).detail.displacement for r in results]
+    for a, b in zip(piped, alone):
+        assert np.allclose(a, b, atol=1e-6), np.abs(a - b).max()
+    assert min(np.abs(piped[i + 1] - piped[i]).max() for i in range(4)) > 1e-5
+    # without details the results carry none (the pending pass is never run)
+    assert all(r.reconstruction.detail is None for r in reconstruct_video(ft, clip))
+
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "facetwin", "reconstruct", str(clip), "--out", str(out), "--detail", str(detail_file),
+                        "--no-overlay", "--json"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    assert res["detail"]["model"] == "facetwin-detail-mae/2" and res["frames_with_face"] == 5
+    assert sorted(f.name for f in out.iterdir()) == ["drift_sequence.json", "drift_sequence.npz"]  # no temporaries left
+    with np.load(out / "drift_sequence.npz") as z:
+        d = z["detail_displacement"]
+        assert d.shape == (5, 128, 128) and d.dtype == np.float16 and z["valid"].all()
+        assert np.allclose(d.astype(np.float32), np.stack(piped), atol=2e-6)  # float16 of metres: ~1e-7 m steps near 1 mm
+
+
 def test_animate_recomputes_tension_and_d_for_one_person(coarse):
     """The animation path on a real photo (one person, one unwrapped texture), any MAE: a brow
     raise changes T_UV and D on the forehead, a squint around the eye corners, and the same

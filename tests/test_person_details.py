@@ -113,13 +113,36 @@ def test_facetwin_with_person_and_detail_uses_the_person_details(person, detail_
         FaceTwin(person=person["out"], detail=detail_files["other_mae"])
 
 
-def test_cli_detail_needs_a_teacher(tmp_path, detail_files):
+def test_cli_detail_defaults_to_the_shipped_mae_and_teacher(tmp_path, monkeypatch, detail_files):
+    """Left out, --detail means the shipped MAE with the shipped teacher when both are installed,
+    coarse only otherwise; --detail MAE alone takes the shipped teacher; 'none' turns it off."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from facetwin.cli.personalize import detail_options
+    from facetwin.models import detail as detail_module
+
+    opts = lambda d=None, t=None: detail_options(SimpleNamespace(detail=d, teacher=t))  # noqa: E731
+    monkeypatch.setattr(detail_module, "DEFAULT_MODEL_FILE", tmp_path / "missing_mae.safetensors")
+    monkeypatch.setattr(detail_module, "DEFAULT_TEACHER_FILE", tmp_path / "missing_unet.safetensors")
+    assert opts() == (None, None)                              # nothing shipped: coarse only
+    assert opts(str(detail_files["mae"])) == (str(detail_files["mae"]), "default")
+    with pytest.raises(FacetwinError, match=r"no shipped detail teacher .*pass --teacher"):
+        read_detail_network("default", "unet")
+    monkeypatch.setattr(detail_module, "DEFAULT_MODEL_FILE", Path(detail_files["mae"]))
+    monkeypatch.setattr(detail_module, "DEFAULT_TEACHER_FILE", Path(detail_files["unet"]))
+    assert opts() == ("default", "default")                    # both shipped: transferred by default
+    assert read_detail_network("default", "unet")[1]["format"].startswith("facetwin-detail-unet")
+    assert read_detail_network("default", "mae")[1]["format"].startswith("facetwin-detail-mae")
+    assert opts("none") == (None, None)
+    with pytest.raises(FacetwinError, match="--detail is 'none'"):
+        opts("none", str(detail_files["unet"]))
+
+
+def test_cli_refuses_a_wrong_detail_file_before_any_work(tmp_path, detail_files):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "facetwin", "personalize", str(tmp_path), "--out", str(tmp_path / "a.facetwin"),
-                        "--detail", str(detail_files["mae"])], capture_output=True, text=True)
-    assert r.returncode != 0 and "--detail needs --teacher" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "facetwin", "personalize", str(tmp_path), "--out", str(tmp_path / "a.facetwin"),
                         "--detail", str(detail_files["unet"]), "--teacher", str(detail_files["unet"])], capture_output=True, text=True)
     assert r.returncode != 0 and "not a facetwin detail model file" in r.stderr and "Traceback" not in r.stderr

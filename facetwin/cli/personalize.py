@@ -35,9 +35,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, help="the person file to write (NAME.facetwin)")
     add_person_training_args(p)
     p.add_argument("--detail", default=None, metavar="MODEL",
-                   help="also transfer the detail MAE (section 3.4's detail part: its adapters, layer norms and x_d, "
-                        "with L_Tchr) — a detail MAE model file, or 'default' (the shipped one); needs --teacher")
-    p.add_argument("--teacher", default=None, metavar="UNET", help="the detail MAE's UNet teacher model file (for --detail)")
+                   help="the detail MAE to transfer too (section 3.4's detail part: its adapters, layer norms and x_d, "
+                        "with L_Tchr, in the last 30%% of --minutes): a detail MAE model file, 'default' (the shipped one: "
+                        "what happens when the option is left out and both shipped detail files exist) or 'none'")
+    p.add_argument("--teacher", default=None, metavar="UNET",
+                   help="the detail MAE's UNet teacher model file (default: the shipped teacher)")
     p.add_argument("--work", default=None, help="work folder: prepared crops, checkpoints, metrics.jsonl (default OUT.work)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in the work folder from its last checkpoint (default: a re-run trains anew, reusing the prepared frames)")
@@ -86,6 +88,21 @@ def check_args(args) -> None:
         raise FacetwinError("--fps must be > 0")
 
 
+def detail_options(args) -> tuple[str | None, str | None]:
+    """(detail MAE, its teacher) to transfer, or (None, None): left out, ``--detail`` means the
+    shipped MAE and teacher when both are installed (coarse only otherwise); 'none' turns it off."""
+    from facetwin.models.detail import DEFAULT_MODEL_FILE, DEFAULT_TEACHER_FILE
+
+    if args.detail in ("none", "off", ""):
+        if args.teacher:
+            raise FacetwinError("--teacher is for the detail part, but --detail is 'none'")
+        return None, None
+    if args.detail is None and not args.teacher:
+        shipped = DEFAULT_MODEL_FILE.is_file() and DEFAULT_TEACHER_FILE.is_file()
+        return ("default", "default") if shipped else (None, None)
+    return args.detail or "default", args.teacher or "default"
+
+
 def reliability_option(args) -> dict:
     """``min_reliability`` for :func:`~facetwin.training.personalize.personalize` if given (else its default)."""
     return {} if args.min_reliability is None else {"min_reliability": args.min_reliability}
@@ -110,14 +127,11 @@ def run(args) -> dict | None:
         if not Path(i).exists():
             raise FacetwinError(f"input not found: {i}")
     base = resolve_model_file(args.model)
-    if args.detail and not args.teacher:
-        raise FacetwinError("--detail needs --teacher: the detail part trains with the teacher loss L_Tchr (Eq. 5)")
-    if args.teacher and not args.detail:
-        raise FacetwinError("--teacher is for the detail part: add --detail MODEL")
-    if args.detail:
+    detail, teacher = detail_options(args)
+    if detail:
         from facetwin.models.detail import read_detail_network
 
-        read_detail_network(args.detail, "mae"), read_detail_network(args.teacher, "unet")  # refused before any work
+        read_detail_network(detail, "mae"), read_detail_network(teacher, "unet")  # refused before any work
     work = Path(args.work) if args.work else Path(str(out) + ".work")
     prepared = work / "prepared"
     if is_main_process():
@@ -130,8 +144,8 @@ def run(args) -> dict | None:
     summary, _ = personalize(prepared, out, base, minutes=args.minutes, max_steps=args.max_steps,
                              adapter_width=args.adapter_width, batch_size=args.batch_size, threads=args.threads,
                              seed=args.seed, work_dir=work, resume=args.resume, command=command_line(),
-                             progress=not args.no_progress, lr=args.lr, augment=args.augment, detail=args.detail,
-                             teacher=args.teacher, overrides=args.overrides, patience=args.patience,
+                             progress=not args.no_progress, lr=args.lr, augment=args.augment, detail=detail,
+                             teacher=teacher, overrides=args.overrides, patience=args.patience,
                              **reliability_option(args))
     if not is_main_process():
         return None

@@ -7,7 +7,9 @@ Per image it writes ``<name>.npz`` and ``<name>.json`` (parameters, camera, 2D/3
 A video is read frame by frame (every frame unless ``--fps`` samples fewer), its main face
 tracked from frame to frame, and written as ONE sequence (``<name>_sequence.npz`` with per-frame
 parameters and timestamps + ``<name>_sequence.json``, a summary) and an overlay video
-(``<name>_overlay.mp4``); per-frame meshes only with ``--per-frame``.
+(``<name>_overlay.mp4``); per-frame meshes only with ``--per-frame``. ``--detail MODEL|default`` on a
+video adds every frame's displacement map D to the sequence, computed beside the next frame's
+coarse pass (a second network thread).
 """
 
 from __future__ import annotations
@@ -53,17 +55,18 @@ def add_parser(subparsers) -> None:
 
 def add_detail_flag(p) -> None:
     """``--detail MODEL``: the detail model (docs/detail.md) of reconstruct / export / animate."""
-    p.add_argument("--detail", default="default", metavar="MODEL",
-                   help="detail model file (`facetwin train detail`): 'default' = the shipped one if there is one, "
-                        "'none' = coarse only; adds D, the detail normal map and a displaced mesh to image results")
+    p.add_argument("--detail", default=None, metavar="MODEL",
+                   help="detail model file (`facetwin train detail`): 'default' = the shipped one (what images get "
+                        "when the option is left out), 'none' = coarse only; adds D, the detail normal map and a "
+                        "displaced mesh to image results; a video gets each frame's D in its sequence only when asked")
 
 
 def detail_option(value):
     """The FaceTwin ``detail`` argument of a ``--detail`` value (None for 'none', and for 'default'
-    when no detail model is shipped)."""
-    if value in (None, "", "none", "off"):
+    or no value when no detail model is shipped)."""
+    if value in ("", "none", "off"):
         return None
-    if value == "default":
+    if value in (None, "default"):
         from facetwin.models.detail import DEFAULT_MODEL_FILE
 
         return value if DEFAULT_MODEL_FILE.is_file() else None
@@ -182,15 +185,17 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
     from facetwin.data.tracking import FaceTracker
     from facetwin.data.video import VideoReader, VideoWriter, sample_step
     from facetwin.inference.reconstructor import FaceTwin
-    from facetwin.inference.sequence import SequenceRecorder, identity_spread_mm
+    from facetwin.inference.sequence import SequenceRecorder, StreamedArray, identity_spread_mm
     from facetwin.inference.smoothing import ParameterSmoother
     from facetwin.inference.video import ClipIdentity, StageClock, fast_overlay, label_frame, reconstruct_video
     from facetwin.outputs import clean_temporaries, ensure_dir
 
     t0 = time.perf_counter()
     torch.set_num_threads(threads)
-    if detail_option(args.detail) not in (None, "default"):
-        note("--detail applies to images; a video sequence holds the coarse meshes (animate a frame's result for details)")
+    # a video's details only when asked: each frame's D (128² float16) costs 32 kB of sequence file and ~20 ms of CPU
+    detail = detail_option(args.detail) if args.detail is not None else None
+    if args.detail not in (None, "none", "off", "") and detail is None:
+        raise FacetwinError("--detail default: no detail model is shipped with this installation; pass --detail MODEL_FILE")
     probe = VideoReader(src)  # clear error for an unreadable video before loading the model
     info = probe.info
     step = sample_step(info.fps, None, fps)
@@ -198,11 +203,12 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
     out = ensure_dir(args.out)
     clean_temporaries(out)  # leftovers of a killed earlier run
     name = src.stem
-    ft = FaceTwin(args.model, head_model=args.head_model, person=args.person)
+    ft = FaceTwin(args.model, head_model=args.head_model, person=args.person, detail=detail)
     faces = ft.model.head_model.faces.cpu().numpy()
     tracker, identity, clock = FaceTracker(), ClipIdentity(), StageClock()
     smoother = ParameterSmoother() if args.smooth else None
-    recorder = SequenceRecorder(smoothing=smoother is not None)
+    detail_rows = StreamedArray(out, (ft.detail.map_size,) * 2, np.float16) if ft.detail is not None else None
+    recorder = SequenceRecorder(smoothing=smoother is not None, detail_rows=detail_rows)
     out_fps = info.fps / step if info.fps > 0 else 25.0
     writer = VideoWriter(out / f"{name}_overlay.mp4", out_fps) if args.overlay else None
     frames_dir = out / f"{name}_frames"
@@ -213,7 +219,8 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
     t_loop = time.perf_counter()
     interrupted = False
     try:
-        for r in tqdm(reconstruct_video(ft, src, reader=reader, tracker=tracker, identity=identity, smoother=smoother, clock=clock),
+        for r in tqdm(reconstruct_video(ft, src, reader=reader, tracker=tracker, identity=identity, smoother=smoother, clock=clock,
+                                        details=ft.detail is not None),
                       total=total, desc="reconstruct", unit="frame", file=sys.stderr, disable=None):
             recorder.add(r)
             if first_faces is None and r.track.detected and r.track.n_faces:
@@ -236,11 +243,13 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
     except BaseException:
         if writer is not None:
             writer.abort()
+        recorder.discard()
         raise
     t_end_loop = time.perf_counter()
     if not recorder.n_valid:
         if writer is not None:
             writer.abort()
+        recorder.discard()
         if interrupted:
             raise KeyboardInterrupt
         rep = reader.report.message()
@@ -262,13 +271,15 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
         "read": report.as_dict(), "interrupted": interrupted,
         "timing": {"total_s": time.perf_counter() - t0, "frames_s": elapsed, "fps": speed, "torch_threads": threads,
                    "cpu_ms_per_frame": clock.per_frame_ms(recorder.n),
-                   "threads": "decode + track in one thread, network + overlay + write in the other"},
+                   "threads": "decode + track in one thread, network + overlay + write in the other" if ft.detail is None else
+                              "decode + track, the coarse network, details + overlay + write: three threads side by side"},
     }
     try:  # the sequence first: a failed write (disk full) then leaves the earlier overlay MP4 untouched too
         files = recorder.save(out, name, identity, faces, summary)
     except BaseException:
         if writer is not None:
             writer.abort()
+        recorder.discard()
         raise
     overlay_path = writer.close() if writer is not None else None
     if interrupted:
@@ -287,4 +298,7 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
     if args.per_frame:
         result["per_frame"] = str(frames_dir)
     result["fps"] = round(speed, 2)
+    if ft.detail is not None:
+        result["detail"] = {"model": ft.detail_meta.get("format"), "coarse_matches": ft.detail_meta.get("coarse_matches"),
+                            "in_sequence": "detail_displacement"}
     return result

@@ -52,6 +52,9 @@ class Reconstruction:
     image: np.ndarray               # (H, W, 3) uint8 original
     detection: dict = field(default_factory=dict)
     detail: "DetailResult | None" = None  # with a detail model: D, detail normals, displaced mesh
+    # what the detail pass still needs when ``reconstruct(..., details=False)`` deferred it
+    # (:meth:`FaceTwin.add_details`): the coarse parameters (tensors) and the crop at the detail size
+    pending_detail: tuple | None = field(default=None, repr=False, compare=False)
 
     def camera(self) -> dict:
         return {"model": "orthographic", "scale": self.scale, "translation": self.translation.tolist(),
@@ -211,11 +214,11 @@ class FaceTwin:
         return (params, geo.vertices[0].cpu().numpy(), geo.landmarks3d[0].cpu().numpy(), geo.landmarks2d[0].cpu().numpy(),
                 float(geo.scale_px[0]), geo.translation_px[0].cpu().numpy())
 
-    def reconstruct(self, image, landmarks: np.ndarray | None = None, face: int = 0) -> Reconstruction:
+    def reconstruct(self, image, landmarks: np.ndarray | None = None, face: int = 0, details: bool = True) -> Reconstruction:
         """``image``: path or (H, W, 3) uint8 RGB. ``landmarks`` (68, 2): skip detection and crop
         around these points instead (a tracked video frame). ``face``: which usable face, largest
-        first (``detection["faces_found"]`` says how many there are). Raises FacetwinError when no
-        usable face is found."""
+        first (``detection["faces_found"]`` says how many there are). ``details=False`` leaves the
+        detail pass for :meth:`add_details`. Raises FacetwinError when no usable face is found."""
         from facetwin.data.alignment import apply_affine, crop_square, crop_transform, invert_affine, warp
 
         from facetwin.data.io import check_shape, load_image
@@ -262,14 +265,26 @@ class FaceTwin:
         v2d = project_orthographic(torch.as_tensor(verts)[None], torch.tensor([scale]), torch.as_tensor(translation)[None])[0].numpy()
         if not (np.isfinite(verts).all() and np.isfinite(l2d).all() and np.isfinite(scale)):
             raise FacetwinError("the model produced NaN/Inf values for this image: no result written")
-        detail = None
+        pending = None
         if self.detail is not None:  # the same crop rule at the detail model's size: more texels
             Sd = self.detail.image_size
-            detail = self.detail_crop(self._last_params, warp(image, crop_transform(centre, side, Sd), Sd))
-            if not np.isfinite(detail.displacement).all():
-                raise FacetwinError("the detail model produced NaN/Inf values for this image: no result written")
-        return Reconstruction(
+            pending = (self._last_params, warp(image, crop_transform(centre, side, Sd), Sd))
+        res = Reconstruction(
             params=params, vertices=verts, faces=self.model.head_model.faces.cpu().numpy(), landmarks3d=l3d,
             landmarks2d=l2d, landmarks2d_crop=l2d_crop, vertices2d=v2d, scale=scale, translation=translation,
-            crop_transform=A, crop=crop, image=image, detection=detection, detail=detail,
+            crop_transform=A, crop=crop, image=image, detection=detection, pending_detail=pending,
         )
+        return self.add_details(res) if details else res
+
+    def add_details(self, res: Reconstruction) -> Reconstruction:
+        """Run the detail pass that ``reconstruct(..., details=False)`` left out (nothing to do
+        without a detail model). Separate so a video can compute frame t's details beside frame
+        t+1's coarse pass (:func:`facetwin.inference.video.reconstruct_video`)."""
+        if res.pending_detail is None:
+            return res
+        params, crop = res.pending_detail
+        detail = self.detail_crop(params, crop)
+        if not np.isfinite(detail.displacement).all():
+            raise FacetwinError("the detail model produced NaN/Inf values for this image: no result written")
+        res.detail, res.pending_detail = detail, None
+        return res

@@ -27,6 +27,7 @@ video's pixels even when frames were downscaled for decoding):
 | ``landmarks2d`` | (T, 68, 2) | the mesh's 68 landmarks projected, pixels |
 | ``tracked_landmarks`` | (T, 68, 2) | the tracker's 68 points (dlib), pixels |
 | ``faces`` | (F, 3) | mesh triangles; vertices of frame t = head_model(shape, expression[t], pose[t]) |
+| ``detail_displacement`` | (T, S, S) float16 | only with ``--detail``: each frame's D (metres along the normal, detail UV layout; zeros without a face), streamed to disk |
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ from facetwin.outputs import atomic_write, write_json
 class SequenceRecorder:
     """Collects one row per sampled frame of a :func:`~facetwin.inference.video.reconstruct_video` pass."""
 
-    def __init__(self, smoothing: bool):
+    def __init__(self, smoothing: bool, detail_rows: "StreamedArray | None" = None):
         self.smoothing = smoothing
         self.rows: dict[str, list] = {}
         self.n = 0
         self._template: dict[str, np.ndarray] | None = None
+        self.detail_rows = detail_rows  # (S, S) float16 D per frame, on disk (a map is 100× a row of parameters)
 
     def add(self, r) -> None:
         """Append a :class:`~facetwin.inference.video.VideoFrameResult`."""
@@ -70,7 +72,15 @@ class SequenceRecorder:
             for key, t in self._template.items():
                 v = row.get(key)
                 self.rows.setdefault(key, []).append(t if v is None else np.asarray(v, np.float32))
+        if self.detail_rows is not None:
+            detail = r.reconstruction.detail if r.ok else None
+            self.detail_rows.append(detail.displacement if detail is not None else np.zeros(self.detail_rows.shape, np.float16))
         self.n += 1
+
+    def discard(self) -> None:
+        """Remove the streamed rows' temporary file (the run failed before :meth:`save`)."""
+        if self.detail_rows is not None:
+            self.detail_rows.discard()
 
     @property
     def n_valid(self) -> int:
@@ -92,10 +102,14 @@ class SequenceRecorder:
         """Write ``<name>_sequence.npz`` and ``<name>_sequence.json`` (``summary`` + the file's layout)."""
         npz, js = Path(out) / f"{name}_sequence.npz", Path(out) / f"{name}_sequence.json"
         arrays = self.arrays(identity, faces)
-        with atomic_write(npz, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        summary = dict(summary, sequence_file=npz.name,
-                       arrays={k: list(v.shape) for k, v in arrays.items()})
+        shapes = {k: list(v.shape) for k, v in arrays.items()}
+        if self.detail_rows is not None:
+            shapes["detail_displacement"] = [self.detail_rows.n, *self.detail_rows.shape]
+            write_npz(npz, arrays, {"detail_displacement": self.detail_rows})
+        else:
+            with atomic_write(npz, "wb") as f:
+                np.savez_compressed(f, **arrays)
+        summary = dict(summary, sequence_file=npz.name, arrays=shapes)
         write_json(js, summary)
         return {"sequence": npz, "summary": js}
 

@@ -15,8 +15,6 @@ Per frame the posed mesh is rebuilt from
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Iterator
@@ -27,6 +25,7 @@ import torch
 
 from facetwin.data.tracking import FaceTracker, TrackStep
 from facetwin.data.video import Frame, VideoReader
+from facetwin.inference.threads import prefetch as prefetch_items
 
 
 @dataclass
@@ -69,43 +68,6 @@ def pose_mesh(head_model, shape, expression, pose) -> tuple[np.ndarray, np.ndarr
                          torch.from_numpy(pad(expression, head_model.n_expr))[None],
                          torch.as_tensor(np.asarray(pose, np.float32).reshape(1, -1, 3)))
     return out.vertices[0].numpy(), out.landmarks[0].numpy()
-
-
-def _prefetch(iterator: Iterator, depth: int = 4) -> Iterator:
-    """Run ``iterator`` in a background thread, at most ``depth`` items ahead; its exceptions
-    re-raise here. (OpenCV decoding and dlib release the GIL while they compute.)"""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def work():
-        try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        q.put((True, item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put((True, done))
-        except BaseException as exc:  # handed to the consumer
-            q.put((False, exc))
-
-    t = threading.Thread(target=work, name="facetwin-video-decode", daemon=True)
-    t.start()
-    try:
-        while True:
-            ok, item = q.get()
-            if not ok:
-                raise item
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        t.join(timeout=5)
 
 
 class StageClock:
@@ -165,14 +127,38 @@ class ClipIdentity:
 def reconstruct_video(ft, path, step: int = 1, max_frames: int | None = None, smoother=None,
                       tracker: FaceTracker | None = None, identity: ClipIdentity | None = None,
                       reader: VideoReader | None = None, prefetch: int = 4,
-                      clock: StageClock | None = None) -> Iterator[VideoFrameResult]:
+                      clock: StageClock | None = None, details: bool = False) -> Iterator[VideoFrameResult]:
     """Reconstruct the main face of every ``step``-th frame of a video, streaming.
 
     ``ft``: a :class:`~facetwin.inference.reconstructor.FaceTwin`; ``smoother``: a
     :class:`~facetwin.inference.smoothing.ParameterSmoother` or None; ``identity``: a
     :class:`ClipIdentity` to accumulate into (read its mean/spread after the loop); ``reader``:
     its :attr:`~facetwin.data.video.VideoReader.report` says how much of the file was read.
+    ``details`` (``ft`` has a detail model): each result carries its details too, computed here
+    while the next frame's coarse pass runs in a second thread (:func:`~facetwin.inference.threads.prefetch`:
+    decode + track, coarse, details — three stages side by side).
     """
+    clock = clock if clock is not None else StageClock()
+    frames = _coarse_frames(ft, path, step, max_frames, smoother, tracker, identity, reader, prefetch, clock)
+    if not (details and ft.detail is not None):
+        yield from frames
+        return
+    from facetwin.errors import FacetwinError
+
+    # each frame's details from its own fit (per-frame β, raw pose): the unwrap needs the mesh that fits the image
+    for r in prefetch_items(frames, 1, name="facetwin-video-coarse"):
+        if r.ok:
+            clock.start("details")
+            try:
+                ft.add_details(r.reconstruction)
+            except FacetwinError as exc:
+                r = VideoFrameResult(r.frame, replace(r.track, label=None, reason=str(exc)), None, None, None, None, None, None)
+            clock.stop("details")
+        yield r
+
+
+def _coarse_frames(ft, path, step, max_frames, smoother, tracker, identity, reader, prefetch, clock) -> Iterator[VideoFrameResult]:
+    """:func:`reconstruct_video` without details (left pending in each reconstruction)."""
     from facetwin.errors import FacetwinError
 
     reader = reader or VideoReader(path, step=step, max_frames=max_frames)
@@ -181,7 +167,7 @@ def reconstruct_video(ft, path, step: int = 1, max_frames: int | None = None, sm
     hm = ft.model.head_model
     clock = clock or StageClock()
     frames = tracked_frames(reader, tracker, clock)
-    source = _prefetch(frames, prefetch) if prefetch else frames
+    source = prefetch_items(frames, prefetch, name="facetwin-video-decode") if prefetch else frames
     for frame, track in source:
         if track.label is None:
             if smoother is not None:
@@ -190,7 +176,7 @@ def reconstruct_video(ft, path, step: int = 1, max_frames: int | None = None, sm
             continue
         clock.start("network")
         try:
-            res = ft.reconstruct(frame.rgb, landmarks=track.label.landmarks)
+            res = ft.reconstruct(frame.rgb, landmarks=track.label.landmarks, details=False)
         except FacetwinError as exc:
             clock.stop("network")
             track = replace(track, label=None, reason=str(exc))

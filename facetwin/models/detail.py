@@ -38,8 +38,9 @@ from facetwin.rendering.detail_maps import highpass_map, tension_map
 from facetwin.rendering.uv import UVMapper
 
 KINDS = {"unet": files.DETAIL_UNET, "mae": files.DETAIL_MAE}
-DEFAULT_MODEL_FILE = CHECKPOINTS_DIR / "detail_mae.safetensors"
 MODEL_FILE_NAMES = {"unet": "detail_unet.safetensors", "mae": "detail_mae.safetensors"}
+DEFAULT_MODEL_FILE = CHECKPOINTS_DIR / MODEL_FILE_NAMES["mae"]       # what inference uses
+DEFAULT_TEACHER_FILE = CHECKPOINTS_DIR / MODEL_FILE_NAMES["unet"]    # its teacher: person transfer's L_Tchr
 
 
 @dataclass
@@ -408,13 +409,15 @@ def export_detail(model: DetailModel, path: str | Path, coarse_file: str | Path,
     return files.write_model_file(path, net.state_dict(), KINDS[kind], meta)
 
 
-def resolve_detail_file(model_file: str | Path | None) -> Path:
-    """``"default"`` (the shipped detail MAE), a ``.safetensors`` file or a run folder (its
-    ``export/detail_*.safetensors``)."""
+def resolve_detail_file(model_file: str | Path | None, kind: str | None = None) -> Path:
+    """``"default"`` (the shipped detail MAE; with ``kind="unet"`` its shipped UNet teacher), a
+    ``.safetensors`` file or a run folder (its ``export/detail_*.safetensors``)."""
     if model_file in (None, "", "default"):
-        if not DEFAULT_MODEL_FILE.is_file():
-            raise FacetwinError(f"no shipped detail model ({DEFAULT_MODEL_FILE.name} is missing); pass --detail MODEL_FILE")
-        return DEFAULT_MODEL_FILE
+        shipped = DEFAULT_TEACHER_FILE if kind == "unet" else DEFAULT_MODEL_FILE
+        if not shipped.is_file():
+            flag = "--teacher UNET_FILE" if kind == "unet" else "--detail MODEL_FILE"
+            raise FacetwinError(f"no shipped detail {'teacher' if kind == 'unet' else 'model'} ({shipped.name} is missing); pass {flag}")
+        return shipped
     path = Path(model_file)
     if path.is_dir():
         for name in (MODEL_FILE_NAMES["mae"], MODEL_FILE_NAMES["unet"]):
@@ -430,7 +433,7 @@ def resolve_detail_file(model_file: str | Path | None) -> Path:
 def read_detail_network(model_file: str | Path, kind: str | None = None) -> tuple[nn.Module, dict]:
     """(network with its weights, metadata) of a detail model file; ``kind`` ("unet" | "mae")
     restricts what is accepted. Another kind, NaN weights or a broken file: one-line FacetwinError."""
-    path = resolve_detail_file(model_file)
+    path = resolve_detail_file(model_file, kind)
     meta = files.upgrade(files.read_metadata(path))
     found, _ = files.parse_format(meta.get("format", ""))
     wanted = [KINDS[kind]] if kind else list(KINDS.values())

@@ -206,7 +206,7 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
             raise FacetwinError("--detail needs --teacher: the detail part trains with the teacher loss L_Tchr (Eq. 5)")
         from facetwin.models.detail import read_detail_network, resolve_detail_file
 
-        detail, teacher = resolve_detail_file(detail), resolve_detail_file(teacher)
+        detail, teacher = resolve_detail_file(detail, "mae"), resolve_detail_file(teacher, "unet")
         read_detail_network(detail, "mae"), read_detail_network(teacher, "unet")  # refuse a wrong file before training
         detail_deadline, deadline = deadline, time.time() + (1 - detail_share) * (deadline - time.time())
     settings = PersonSettings(adapter_width=adapter_width)
