@@ -16,7 +16,6 @@ public-domain astronaut of scikit-image (NASA) is used, so the picture can go in
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -25,40 +24,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-EXPRESSIONS = {
-    "brow raise": ("browInnerUp", "browOuterUpLeft", "browOuterUpRight"),
-    "smile": ("mouthSmileLeft", "mouthSmileRight"),
-    "squint": ("eyeSquintLeft", "eyeSquintRight", "cheekSquintLeft", "cheekSquintRight"),
-}
-
-
-def row(ft, photo: Path, size: int, with_input: bool) -> tuple[list[np.ndarray], list[str]]:
-    from facetwin.cli.animate import DetailAnimator, face_view, load_source
+def row(ft, photo: Path, size: int, with_input: bool) -> list[tuple[str, np.ndarray]]:
+    from facetwin.cli.animate import detail_expression_tiles, load_source
 
     src = load_source(photo, ft)
     if src.detail_texture is None:
         raise SystemExit("detail_expressions: the model gave no detail maps (is --detail a detail model file?)")
-    anim = DetailAnimator(ft.detail, src, size)
-    view = face_view(src.image.shape, src.crop_transform, ft.crop_size)
-    names = list(ft.model.head_model.data.expression_names)
-    tiles, labels = [], []
-    if with_input:
-        import cv2
-
-        y0, y1, x0, x1 = view
-        tiles.append(cv2.resize(src.image[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA))
-        labels.append("input")
-    own = anim.frame(src.expression, src.pose)
-    flat = dataclasses.replace(own, normals=None)  # the coarse mesh's own normals
-    tiles += [anim.picture(flat, view), anim.picture(own, view)]
-    labels += ["coarse shading", "detailed shading"]
-    for label, units in EXPRESSIONS.items():
-        psi = np.asarray(src.expression, np.float32).copy()
-        for u in units:
-            psi[names.index(u)] = 1.0
-        tiles.append(anim.picture(anim.frame(psi, src.pose), view))
-        labels.append(label)
-    return tiles, labels
+    return detail_expression_tiles(ft, src, size, with_input)
 
 
 def main(argv: list[str]) -> int:
@@ -89,7 +61,7 @@ def main(argv: list[str]) -> int:
     except FacetwinError as exc:
         print(f"detail_expressions: {exc}", file=sys.stderr)
         return 2
-    lines = [np.concatenate([label_frame(t, l) for t, l in zip(tiles, labels)], 1) for tiles, labels in rows]
+    lines = [np.concatenate([label_frame(t, l) for l, t in tiles], 1) for tiles in rows]
     write_image(args.out, np.concatenate(lines, 0))
     print(args.out)
     return 0

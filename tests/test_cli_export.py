@@ -97,3 +97,11 @@ def test_demo_writes_the_page_and_says_where_it_is(tmp_path):
     assert len(gl.animations) == 1 and len(gl.meshes[0].extras["targetNames"]) == 52
     for name in ("astronaut.png", "astronaut_overlay.png", "astronaut_render.png", "astronaut_views.png"):
         assert (tmp_path / name).stat().st_size > 10_000
+    from facetwin.models.detail import DEFAULT_MODEL_FILE
+
+    if DEFAULT_MODEL_FILE.is_file():  # the shipped details: their section, and the picture of the expressions
+        assert "wrinkles that follow the expression" in text
+        strip = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(tmp_path / "astronaut_details.png"))
+        assert strip.shape[1] == 5 * strip.shape[0]  # coarse, detailed, brow raise, smile, squint
+        tiles = np.split(strip.astype(np.int16), 5, axis=1)
+        assert np.abs(tiles[2] - tiles[1]).mean() > 0.5  # the brow raise is another picture (the mesh and D change)

@@ -73,11 +73,7 @@ def load_source(path: Path, ft) -> Source:
         return _source_from_npz(path, ft)
     if not is_image_path(path):
         raise FacetwinError(f"source must be a photo or a reconstruct result (.npz): {path.name}")
-    res = ft.reconstruct(path)
-    d = res.detail
-    return Source(path.stem, res.params["shape"], res.params["pose"], res.params["expression"], res.image,
-                  res.scale, res.translation, res.crop_transform,
-                  None if d is None else d.texture, None if d is None else d.visibility)
+    return source_of(ft.reconstruct(path), path.stem)
 
 
 def _source_from_npz(path: Path, ft) -> Source:
@@ -327,6 +323,48 @@ class DetailAnimator:
         a = mask[0, 0].numpy()[..., None]
         pic = img[0].permute(1, 2, 0).numpy() * a + back * (1 - a)
         return (pic * 255 + 0.5).astype(np.uint8)
+
+
+# the ARKit blendshapes set to 1 for the expression pictures (scripts/detail_expressions.py, the demo page)
+DETAIL_EXPRESSIONS = {
+    "brow raise": ("browInnerUp", "browOuterUpLeft", "browOuterUpRight"),
+    "smile": ("mouthSmileLeft", "mouthSmileRight"),
+    "squint": ("eyeSquintLeft", "eyeSquintRight", "cheekSquintLeft", "cheekSquintRight"),
+}
+
+
+def detail_expression_tiles(ft, source: Source, size: int = 256, with_input: bool = True) -> list[tuple[str, np.ndarray]]:
+    """(label, (size, size, 3) uint8) tiles of one face: [input ·] coarse shading · detailed shading
+    · the same face with each of :data:`DETAIL_EXPRESSIONS` — grey shading, so the geometry shows;
+    T_UV and D recomputed for every expression (``ft`` has a detail model, ``source`` its unwrapped texture)."""
+    import dataclasses
+
+    import cv2
+
+    anim = DetailAnimator(ft.detail, source, size)
+    view = face_view(source.image.shape, source.crop_transform, ft.crop_size)
+    names = list(ft.model.head_model.data.expression_names)
+    tiles = []
+    if with_input:
+        y0, y1, x0, x1 = view
+        tiles.append(("input", cv2.resize(source.image[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA)))
+    own = anim.frame(source.expression, source.pose)
+    tiles.append(("coarse shading", anim.picture(dataclasses.replace(own, normals=None), view)))  # the coarse mesh's normals
+    tiles.append(("detailed shading", anim.picture(own, view)))
+    for label, units in DETAIL_EXPRESSIONS.items():
+        psi = np.asarray(source.expression, np.float32).copy()
+        for u in units:
+            psi[names.index(u)] = 1.0
+        tiles.append((label, anim.picture(anim.frame(psi, source.pose), view)))
+    return tiles
+
+
+def source_of(res, name: str) -> Source:
+    """The :class:`Source` of a reconstruction (its details' texture when it has them)."""
+    d = res.detail
+    return Source(name, res.params["shape"], res.params["pose"], res.params["expression"], res.image,
+                  res.scale, res.translation, res.crop_transform,
+                  None if d is None else d.texture, None if d is None else d.visibility)
 
 
 def write_animated_glb(path: Path, head_model, source: Source, times, expression, pose):

@@ -71,7 +71,7 @@ def run(args) -> dict:
     out = ensure_dir(args.out)
     image, _ = load_image(DEMO_PHOTO)
     write_image(out / "astronaut.png", image)
-    ft = FaceTwin("default")
+    ft = FaceTwin("default", detail="default")  # the shipped detail MAE when there is one
     res = ft.reconstruct(image)
     data = _head_data("open")
     p = res.params
@@ -101,6 +101,16 @@ def run(args) -> dict:
         Section("textures (UV layout of the open head model)", [("albedo", png(tex["albedo"])), ("photo where visible", png(tex["photo"])),
                                                                 ("material texture", png(tex["texture"]))]),
     ]
+    if res.detail is not None:
+        from facetwin.cli.animate import detail_expression_tiles, source_of
+
+        tiles = detail_expression_tiles(ft, source_of(res, "astronaut"), size=256, with_input=False)
+        strip = np.concatenate([t for _, t in tiles], 1)
+        write_image(out / "astronaut_details.png", strip)
+        sections.append(Section("details: wrinkles that follow the expression (grey shading, so the geometry shows)",
+                                [(label, png(t)) for label, t in tiles],
+                                text="D from the detail MAE (the photo's unwrapped texture and the tension of each expression); "
+                                     "the brow raise, smile and squint recompute the tension, so D changes with them"))
     info = {"files": {k: Path(v).name for k, v in saved["files"].items()},
             "yaw_deg": round(float(np.degrees(pose[0, 1])), 1), "jaw_open_deg": round(float(np.degrees(pose[2, 0])), 1),
             "top_expressions": dict(sorted(((data.expression_names[k], round(float(v), 3)) for k, v in enumerate(p["expression"])),
