@@ -146,3 +146,31 @@ def test_cli_refuses_a_wrong_detail_file_before_any_work(tmp_path, detail_files)
     r = subprocess.run([sys.executable, "-m", "facetwin", "personalize", str(tmp_path), "--out", str(tmp_path / "a.facetwin"),
                         "--detail", str(detail_files["unet"]), "--teacher", str(detail_files["unet"])], capture_output=True, text=True)
     assert r.returncode != 0 and "not a facetwin detail model file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_evaluate_person_with_details_reports_base_and_person_photometric_errors(prepared, person_photos, detail_files, tmp_path):
+    """``evaluate person --detail``: the fold's person file carries the detail part, and the JSON
+    gives the test frames' photometric errors of the coarse render and with details, base vs person
+    (each on its own coarse model: the person's coarse figure differs from the base's)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from facetwin.models.person import read_person
+
+    work = tmp_path / "work"
+    shutil.copytree(prepared, work / "prepared")
+    r = subprocess.run([sys.executable, "-m", "facetwin", "evaluate", "person", str(person_photos), "--leave-out", "2",
+                        "--folds", "1", "--max-steps", "3", "--batch-size", "4", "--threads", "1", "--minutes", "20",
+                        "--work", str(work), "--no-progress", "--json", "--no-likeness",
+                        "--detail", str(detail_files["mae"]), "--teacher", str(detail_files["unet"])], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    d = res["details"]
+    for m in ("base", "person"):
+        c, dd = d[m]["photometric_coarse"], d[m]["photometric_detail"]
+        assert 0 < c < 1 and 0 < dd < 1 and d[m]["gain"] == pytest.approx((c - dd) / c)
+    assert d["person"]["photometric_coarse"] != d["base"]["photometric_coarse"]
+    assert d["person"]["photometric_detail"] != d["base"]["photometric_detail"]
+    assert read_person(work / "fold0.facetwin").has_details

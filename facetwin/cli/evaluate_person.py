@@ -21,6 +21,10 @@ Likeness (``likeness``; ``render_distance_base/person``): dlib's face-descriptor
 each test frame and the textured render of its reconstruction composited onto it (the likeness
 benchmark's renderer and descriptor; same-person threshold 0.6), and the β consistency over all
 of the person's frames (std of the per-frame β of the base model and of the adapted encoder).
+
+Details (``--detail``; ``details`` in the JSON): the detail MAE transferred too (its adapters,
+layer norms and x_d with L_Tchr, in the last 30 % of the budget), and on the test frames the
+photometric error of the coarse render and with details, base vs person.
 """
 
 from __future__ import annotations
@@ -59,9 +63,45 @@ def add_parser(subparsers) -> None:
                    help="skip the likeness figures (dlib descriptor distance photo ↔ render on the test frames; β spread over all frames)")
     p.add_argument("--picture-background", choices=["photo", "none"], default="photo",
                    help="'none': meshes and points on grey, no pixel of the frames (for pictures that get published)")
+    p.add_argument("--detail", default=None, metavar="MODEL",
+                   help="also transfer the detail MAE ('default': the shipped one; off when left out, so the coarse part gets the "
+                        "whole budget) and report its photometric error on the test frames, base vs person (`details`)")
+    p.add_argument("--teacher", default=None, metavar="UNET", help="the detail MAE's UNet teacher (default: the shipped one)")
     p.add_argument("--no-progress", action="store_true")
     add_json_flag(p)
     p.set_defaults(func=run)
+
+
+def detail_figures(detail_file, base_model, person_model, person, base_file, images, skin) -> dict:
+    """Photometric errors (L1, skin) of the coarse render and with details on (B, 3, C, C) test crops:
+    the base coarse model with the base MAE, and the person's coarse model (its adapters and β already
+    applied) with the MAE carrying the person's detail adapters. Per-frame arrays."""
+    import torch
+
+    from facetwin.models.detail import load_detail_model, resolve_detail_file
+    from facetwin.models.person import attach_person_details
+
+    base_d = load_detail_model(detail_file, coarse=base_model, coarse_file=base_file, albedo=True)[0]
+    person_d = load_detail_model(detail_file, coarse=person_model, coarse_file=base_file, albedo=True)[0]
+    attach_person_details(person_d.network, person, resolve_detail_file(detail_file, "mae"))
+    out = {}
+    with torch.no_grad():
+        for m, model in (("base", base_d), ("person", person_d)):
+            e = model.photometric_errors(images, skin)
+            out[m] = {"coarse": e["coarse"].numpy(), "detail": e["detail"].numpy()}
+    return out
+
+
+def detail_summary(acc: dict) -> dict:
+    """Means over all test frames of :func:`detail_figures`' arrays, and each model's detail gain."""
+    res = {}
+    for m in ("base", "person"):
+        c = float(np.concatenate([a[m]["coarse"] for a in acc]).mean())
+        d = float(np.concatenate([a[m]["detail"] for a in acc]).mean())
+        res[m] = {"photometric_coarse": c, "photometric_detail": d, "gain": (c - d) / c}
+    res["what"] = ("L1 photometric error on the test frames' skin: coarse render and with details; base = base coarse + base MAE, "
+                   "person = person coarse (adapters, β) + the MAE with the person's detail adapters")
+    return res
 
 
 def _folds(keys: list[str], args, is_video: bool):
@@ -112,6 +152,12 @@ def run(args) -> dict:
     from facetwin.training.personalize import personalize, prepare_person
 
     base = resolve_model_file(args.model)
+    detail = teacher = None
+    if args.detail not in (None, "none", "off", ""):
+        from facetwin.models.detail import read_detail_network
+
+        detail, teacher = args.detail, args.teacher or "default"
+        read_detail_network(detail, "mae"), read_detail_network(teacher, "unet")  # refused before any work
     torch.set_num_threads(args.threads)
     tmp = None
     if args.work:
@@ -134,7 +180,7 @@ def run(args) -> dict:
         spreads = {"base": [], "person_per_frame_beta": []}
         priors = {"occluded": {"base": [], "person": []}, "turn": {"base": [], "person": [], "yaw_deg": []}}
         likeness = {"render_distance": {"base": [], "person": []}, "beta_all_frames": {"base": [], "person_per_frame_beta": []}}
-        fold_rows = []
+        fold_rows, details = [], []
         turn_degrees = ev.TURN_DEGREES if args.turn_degrees is None else args.turn_degrees
         for f, (train_keys, test_keys) in enumerate(folds):
             out = work / f"fold{f}.facetwin"
@@ -142,7 +188,7 @@ def run(args) -> dict:
                                          max_steps=args.max_steps, adapter_width=args.adapter_width, batch_size=args.batch_size,
                                          threads=args.threads, seed=args.seed, work_dir=work / f"fold{f}", command=command_line(),
                                          progress=not args.no_progress, lr=args.lr, augment=args.augment, overrides=args.overrides,
-                                         patience=args.patience, **reliability_option(args))
+                                         patience=args.patience, detail=detail, teacher=teacher, **reliability_option(args))
             test = Subset(plain, [index[k] for k in test_keys])
             base_model, person_model = load_coarse_model(base)[0], load_coarse_model(base)[0]
             base_enc, person_enc = base_model.encoder, person_model.encoder
@@ -164,6 +210,14 @@ def run(args) -> dict:
                 lms = torch.stack([it["landmarks"] for it in items])
                 for m, model in (("base", base_model), ("person", person_model)):
                     likeness["render_distance"][m].append(ev.render_distances(model, images, lms))
+            if detail is not None:  # the detail part: base MAE vs the person's, each on its own coarse model
+                from facetwin.models.detail import read_detail_network as _read
+
+                size = int((_read(detail, "mae")[1].get("inference") or {}).get("image_size", 224))
+                dcrops = PreparedDataset(work / "prepared", size, augment=False)
+                items = [dcrops[dcrops.keys.index(k)] for k in test_keys]
+                details.append(detail_figures(detail, base_model, person_model, person, base,
+                                              torch.stack([it["image"] for it in items]), torch.stack([it["skin"] for it in items])))
             # priors kept: the same frames occluded; the frames of a strong turn (the base model's yaw)
             occluded = ev.Occluded(test, seed=args.seed)
             occ = {"base": predict(stage, base_enc, occluded, contour=args.contour),
@@ -210,6 +264,8 @@ def run(args) -> dict:
                 row["per_frame"] = {k: v.tolist() for k, v in errors.items()}
             result[m] = row
         result["priors"] = ev.priors_summary(priors, turn_degrees)
+        if details:
+            result["details"] = detail_summary(details)
         if not args.no_likeness:
             result["likeness"] = ev.likeness_summary(likeness)
             for m in ("base", "person"):
