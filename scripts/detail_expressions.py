@@ -10,7 +10,8 @@ expression shown): the source's own expression, then its expression with the nam
 blendshapes set (brow raise: browInnerUp + browOuterUp*; smile: mouthSmile*; squint: eyeSquint* +
 cheekSquint*), so the tension and D are recomputed (``DetailModel.animate``). Without PHOTOs the
 public-domain astronaut of scikit-image (NASA) is used, so the picture can go into the docs;
-``--no-input`` leaves the photo column out (for research photos that must not be published).
+``--no-input`` leaves the photo out — its column and the backdrop around the mesh (grey instead):
+for research photos that must not be published.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def row(ft, photo: Path, size: int, with_input: bool) -> list[tuple[str, np.ndar
     src = load_source(photo, ft)
     if src.detail_texture is None:
         raise SystemExit("detail_expressions: the model gave no detail maps (is --detail a detail model file?)")
-    return detail_expression_tiles(ft, src, size, with_input)
+    return detail_expression_tiles(ft, src, size, with_input, backdrop=with_input)
 
 
 def main(argv: list[str]) -> int:
@@ -39,7 +40,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--detail", required=True, help="a detail MAE model file (or run folder)")
     ap.add_argument("--out", type=Path, required=True, help="PNG to write")
     ap.add_argument("--size", type=int, default=256, help="side of each tile in pixels (default 256)")
-    ap.add_argument("--no-input", action="store_true", help="leave the photo column out")
+    ap.add_argument("--no-input", action="store_true", help="leave the photo out: no input column, grey around the mesh")
     args = ap.parse_args(argv)
 
     from facetwin.errors import FacetwinError

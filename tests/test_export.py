@@ -292,3 +292,47 @@ def test_unknown_format_is_a_clear_error(astronaut_files, tmp_path):
 
     with pytest.raises(FacetwinError, match="unknown export format"):
         export_result(FaceResult.from_npz(astronaut_files["files"]["npz"]), tmp_path, "x", formats=("fbx",))
+
+
+def test_vertex_tangents_on_a_flat_grid_follow_u_and_the_handedness_of_v():
+    """Known answer: a flat square in z = 0 facing +z with u = x: the tangent is +x; v = y gives
+    w = +1 (normal × tangent = +y = dP/dv), v = −y gives w = −1 (a mirrored layout)."""
+    from facetwin.export.asset import uv_tangents, vertex_tangents
+
+    xy = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
+    verts = np.concatenate([xy * 0.02, np.zeros((4, 1))], 1)   # 2 cm square, metres
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    normals = np.tile([0.0, 0.0, 1.0], (4, 1))
+    for flip, w in ((1.0, 1.0), (-1.0, -1.0)):
+        uv = np.stack([xy[:, 0], flip * xy[:, 1]], 1)
+        t = vertex_tangents(normals, *uv_tangents(verts, faces, uv, faces))
+        assert np.allclose(t[:, :3], [1, 0, 0], atol=1e-6) and np.all(t[:, 3] == w)
+    # degenerate UVs (all corners at one point): still a unit tangent orthogonal to the normal
+    t = vertex_tangents(normals, *uv_tangents(verts, faces, np.zeros((4, 2)), faces))
+    assert np.allclose(np.linalg.norm(t[:, :3], axis=1), 1) and np.allclose(t[:, :3] @ [0, 0, 1], 0)
+
+
+def test_a_glb_with_a_normal_texture_carries_its_tangents(tmp_path):
+    """The GLB of a result with details has TANGENT (unit xyz orthogonal to NORMAL, w = ±1) beside
+    its normal texture, as glTF wants (the validator warns otherwise); without details none."""
+    import pygltflib
+
+    from facetwin.export.asset import build_face_asset
+    from facetwin.export.gltf import write_glb
+    from facetwin.headmodel import load_head_model
+
+    data = load_head_model("open").data
+    for textures, expect in (({"normal": np.full((64, 64, 3), (128, 128, 255), np.uint8)}, True), ({}, False)):
+        asset = build_face_asset(data, textures=textures)
+        path = write_glb(asset, tmp_path / f"t{int(expect)}.glb")
+        gl = pygltflib.GLTF2().load(str(path))
+        attrs = gl.meshes[0].primitives[0].attributes
+        assert (attrs.TANGENT is not None) == expect
+        if expect:
+            acc = gl.accessors[attrs.TANGENT]
+            view = gl.bufferViews[acc.bufferView]
+            blob = gl.binary_blob()
+            t = np.frombuffer(blob[view.byteOffset + (acc.byteOffset or 0):][: acc.count * 16], np.float32).reshape(-1, 4)
+            assert len(t) == len(asset.positions)
+            assert np.allclose(np.linalg.norm(t[:, :3], axis=1), 1, atol=1e-5) and set(np.unique(t[:, 3])) <= {-1.0, 1.0}
+            assert np.abs((t[:, :3] * asset.normals).sum(1)).max() < 1e-4

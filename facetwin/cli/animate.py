@@ -308,8 +308,9 @@ class DetailAnimator:
             return self.model.animate(self.texture, self.visibility, self.shape, torch.as_tensor(expression, dtype=torch.float32)[None],
                                       torch.as_tensor(pose, dtype=torch.float32)[None])
 
-    def picture(self, maps, view) -> np.ndarray:
-        """(R, R, 3) uint8: the source image's face view with the detail-shaded mesh over it."""
+    def picture(self, maps, view, backdrop: bool = True) -> np.ndarray:
+        """(R, R, 3) uint8: the source image's face view (``backdrop=False``: mid grey, no pixel of
+        the photo) with the detail-shaded mesh over it."""
         import cv2
         import torch
 
@@ -319,7 +320,8 @@ class DetailAnimator:
         s = torch.tensor([self.source.scale * k])
         t = torch.as_tensor((np.asarray(self.source.translation) - [x0, y0]) * k, dtype=torch.float32)[None]
         img, mask = self.model.shaded(maps.vertices, maps.normals, s, t, R)
-        back = cv2.resize(self.source.image[y0:y1, x0:x1], (R, R), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+        back = (cv2.resize(self.source.image[y0:y1, x0:x1], (R, R), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+                if backdrop else np.full((R, R, 3), 0.5, np.float32))
         a = mask[0, 0].numpy()[..., None]
         pic = img[0].permute(1, 2, 0).numpy() * a + back * (1 - a)
         return (pic * 255 + 0.5).astype(np.uint8)
@@ -333,10 +335,12 @@ DETAIL_EXPRESSIONS = {
 }
 
 
-def detail_expression_tiles(ft, source: Source, size: int = 256, with_input: bool = True) -> list[tuple[str, np.ndarray]]:
+def detail_expression_tiles(ft, source: Source, size: int = 256, with_input: bool = True,
+                            backdrop: bool = True) -> list[tuple[str, np.ndarray]]:
     """(label, (size, size, 3) uint8) tiles of one face: [input ·] coarse shading · detailed shading
     · the same face with each of :data:`DETAIL_EXPRESSIONS` — grey shading, so the geometry shows;
-    T_UV and D recomputed for every expression (``ft`` has a detail model, ``source`` its unwrapped texture)."""
+    T_UV and D recomputed for every expression (``ft`` has a detail model, ``source`` its unwrapped texture).
+    ``backdrop=False``: grey around the mesh instead of the photo (for photos that must not be published)."""
     import dataclasses
 
     import cv2
@@ -349,13 +353,13 @@ def detail_expression_tiles(ft, source: Source, size: int = 256, with_input: boo
         y0, y1, x0, x1 = view
         tiles.append(("input", cv2.resize(source.image[y0:y1, x0:x1], (size, size), interpolation=cv2.INTER_AREA)))
     own = anim.frame(source.expression, source.pose)
-    tiles.append(("coarse shading", anim.picture(dataclasses.replace(own, normals=None), view)))  # the coarse mesh's normals
-    tiles.append(("detailed shading", anim.picture(own, view)))
+    tiles.append(("coarse shading", anim.picture(dataclasses.replace(own, normals=None), view, backdrop)))  # the coarse mesh's normals
+    tiles.append(("detailed shading", anim.picture(own, view, backdrop)))
     for label, units in DETAIL_EXPRESSIONS.items():
         psi = np.asarray(source.expression, np.float32).copy()
         for u in units:
             psi[names.index(u)] = 1.0
-        tiles.append((label, anim.picture(anim.frame(psi, source.pose), view)))
+        tiles.append((label, anim.picture(anim.frame(psi, source.pose), view, backdrop)))
     return tiles
 
 

@@ -47,6 +47,42 @@ def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)).astype(np.float32)
 
 
+def uv_tangents(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, uv_faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per UV corner, the (len(uv), 3) sums of each triangle's dP/du and dP/dv (positions
+    ``vertices`` (V, 3) metres, ``uv`` (U, 2) with v up) over the triangles using that corner:
+    the unnormalised tangent and bitangent of a tangent-space normal map (the per-vertex frame
+    MikkTSpace-style clients derive; the bake and the GLB's TANGENT share it)."""
+    V = np.asarray(vertices, np.float64)
+    f, uvf, t = np.asarray(faces, np.int64), np.asarray(uv_faces, np.int64), np.asarray(uv, np.float64)
+    e1, e2 = V[f[:, 1]] - V[f[:, 0]], V[f[:, 2]] - V[f[:, 0]]
+    d1, d2 = t[uvf[:, 1]] - t[uvf[:, 0]], t[uvf[:, 2]] - t[uvf[:, 0]]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    r = np.where(np.abs(det) > 1e-20, 1.0 / np.where(det == 0, 1, det), 0.0)[:, None]
+    tan_f = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r
+    bit_f = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
+    tan_c, bit_c = np.zeros((len(t), 3)), np.zeros((len(t), 3))
+    for k in range(3):
+        np.add.at(tan_c, uvf[:, k], tan_f)
+        np.add.at(bit_c, uvf[:, k], bit_f)
+    return tan_c, bit_c
+
+
+def vertex_tangents(normals: np.ndarray, tangent: np.ndarray, bitangent: np.ndarray) -> np.ndarray:
+    """(N, 4) glTF TANGENT: ``tangent`` made orthogonal to the unit ``normals`` and unit length,
+    w = ±1 so that normal × tangent · w points along ``bitangent`` (glTF's rule). Where the UVs give
+    no tangent (degenerate UV triangles), any unit vector orthogonal to the normal."""
+    n = np.asarray(normals, np.float64)
+    t = np.asarray(tangent, np.float64)
+    t = t - (t * n).sum(1, keepdims=True) * n
+    bad = np.linalg.norm(t, axis=1) < 1e-9
+    if bad.any():
+        ref = np.where(np.abs(n[bad, 0:1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+        t[bad] = np.cross(n[bad], ref)
+    t /= np.linalg.norm(t, axis=1, keepdims=True).clip(1e-12)
+    w = np.where((np.cross(n, t) * bitangent).sum(1) < 0, -1.0, 1.0)
+    return np.concatenate([t, w[:, None]], 1).astype(np.float32)
+
+
 @dataclass
 class FaceAsset:
     """Everything a rigged export holds. N split vertices, K expressions, J = 5 joints; metres.

@@ -62,19 +62,9 @@ def tangent_normal_map(data, vertices: np.ndarray, detail_normals: np.ndarray, s
     fr = mapper.fragments
     tri = fr.face_index.numpy()
     bary = fr.bary_t.numpy().T                                          # (N, 3)
-    # per-face tangent / bitangent from positions and UVs; accumulated at the UV corners
-    p0, p1, p2 = V[faces[:, 0]], V[faces[:, 1]], V[faces[:, 2]]
-    t0, t1, t2 = uv[uvf[:, 0]], uv[uvf[:, 1]], uv[uvf[:, 2]]
-    e1, e2, d1, d2 = p1 - p0, p2 - p0, t1 - t0, t2 - t0
-    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
-    r = np.where(np.abs(det) > 1e-20, 1.0 / np.where(det == 0, 1, det), 0.0)[:, None]
-    tan_f = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r
-    bit_f = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
-    tan_c, bit_c = np.zeros((len(uv), 3)), np.zeros((len(uv), 3))
-    for k in range(3):
-        np.add.at(tan_c, uvf[:, k], tan_f)
-        np.add.at(bit_c, uvf[:, k], bit_f)
-    from facetwin.export.asset import smooth_normals
+    from facetwin.export.asset import smooth_normals, uv_tangents
+
+    tan_c, bit_c = uv_tangents(V, faces, uv, uvf)  # per UV corner, as the GLB's TANGENT
 
     nrm_v = smooth_normals(V.astype(np.float32), faces).astype(np.float64)
     N = np.einsum("nk,nkc->nc", bary, nrm_v[faces[tri]])

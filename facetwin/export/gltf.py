@@ -121,6 +121,11 @@ def build_gltf(asset: FaceAsset, animation: Animation | tuple | None = None, nam
         JOINTS_0=blob.accessor(asset.skin_joints, "VEC4", _UBYTE if asset.skin_joints.dtype == np.uint8 else _USHORT),
         WEIGHTS_0=blob.accessor(asset.skin_weights, "VEC4"),
     )
+    if "normal" in asset.textures:  # a normal texture needs its tangent frame: the one the map was baked in
+        from facetwin.export.asset import uv_tangents, vertex_tangents
+
+        tan, bit = uv_tangents(asset.positions, asset.faces, asset.uv, asset.faces)
+        attributes.TANGENT = blob.accessor(vertex_tangents(asset.normals, tan, bit), "VEC4")
     n_idx = asset.faces.max() + 1
     indices = blob.accessor(asset.faces.reshape(-1), "SCALAR", _USHORT if n_idx < 65535 else _UINT, target=_ELEMENTS)
     targets = [g.Attributes(POSITION=blob.accessor(asset.morph_positions[k], "VEC3", bounds=True),
