@@ -115,8 +115,9 @@ def run(args) -> dict:
             "yaw_deg": round(float(np.degrees(pose[0, 1])), 1), "jaw_open_deg": round(float(np.degrees(pose[2, 0])), 1),
             "top_expressions": dict(sorted(((data.expression_names[k], round(float(v), 3)) for k, v in enumerate(p["expression"])),
                                            key=lambda kv: -kv[1])[:6])}
+    models = "coarse and detail models" if res.detail is not None else "coarse model"
     page = write_page(out / "index.html", glb.read_bytes(), title="facetwin demo · astronaut",
-                      subtitle="reconstructed on the CPU from one photo with the shipped coarse model; "
+                      subtitle=f"reconstructed on the CPU from one photo with the shipped {models}; "
                                "the 3D view plays a 4 s expression clip — pause it and move the sliders",
                       sections=sections, info=info)
     return {"out": str(out), "checkpoint": str(DEFAULT_CHECKPOINT), "overlay": saved["overlay"], "glb": saved["glb"],
