@@ -173,4 +173,7 @@ def test_evaluate_person_with_details_reports_base_and_person_photometric_errors
         assert 0 < c < 1 and 0 < dd < 1 and d[m]["gain"] == pytest.approx((c - dd) / c)
     assert d["person"]["photometric_coarse"] != d["base"]["photometric_coarse"]
     assert d["person"]["photometric_detail"] != d["base"]["photometric_detail"]
+    mixed = d["person_coarse_base_mae"]  # the person's coarse with the base MAE: the same coarse figure as the person's
+    assert mixed["photometric_coarse"] == pytest.approx(d["person"]["photometric_coarse"], rel=1e-6)
+    assert mixed["photometric_detail"] != d["person"]["photometric_detail"]  # the detail adapters change D
     assert read_person(work / "fold0.facetwin").has_details

@@ -83,10 +83,11 @@ def detail_figures(detail_file, base_model, person_model, person, base_file, ima
 
     base_d = load_detail_model(detail_file, coarse=base_model, coarse_file=base_file, albedo=True)[0]
     person_d = load_detail_model(detail_file, coarse=person_model, coarse_file=base_file, albedo=True)[0]
+    mixed = load_detail_model(detail_file, coarse=person_model, coarse_file=base_file, albedo=True)[0]  # the person's coarse, the base MAE
     attach_person_details(person_d.network, person, resolve_detail_file(detail_file, "mae"))
     out = {}
     with torch.no_grad():
-        for m, model in (("base", base_d), ("person", person_d)):
+        for m, model in (("base", base_d), ("person", person_d), ("person_coarse_base_mae", mixed)):
             e = model.photometric_errors(images, skin)
             out[m] = {"coarse": e["coarse"].numpy(), "detail": e["detail"].numpy()}
     return out
@@ -95,12 +96,13 @@ def detail_figures(detail_file, base_model, person_model, person, base_file, ima
 def detail_summary(acc: dict) -> dict:
     """Means over all test frames of :func:`detail_figures`' arrays, and each model's detail gain."""
     res = {}
-    for m in ("base", "person"):
+    for m in ("base", "person", "person_coarse_base_mae"):
         c = float(np.concatenate([a[m]["coarse"] for a in acc]).mean())
         d = float(np.concatenate([a[m]["detail"] for a in acc]).mean())
         res[m] = {"photometric_coarse": c, "photometric_detail": d, "gain": (c - d) / c}
     res["what"] = ("L1 photometric error on the test frames' skin: coarse render and with details; base = base coarse + base MAE, "
-                   "person = person coarse (adapters, β) + the MAE with the person's detail adapters")
+                   "person = person coarse (adapters, β) + the MAE with the person's detail adapters; person_coarse_base_mae = "
+                   "the person's coarse with the base MAE (what the detail adapters add)")
     return res
 
 
