@@ -76,14 +76,18 @@ def detail_figures(detail_file, base_model, person_model, person, base_file, ima
     """Photometric errors (L1, skin) of the coarse render and with details on (B, 3, C, C) test crops:
     the base coarse model with the base MAE, and the person's coarse model (its adapters and β already
     applied) with the MAE carrying the person's detail adapters. Per-frame arrays."""
+    import copy
+
     import torch
 
-    from facetwin.models.detail import load_detail_model, resolve_detail_file
+    from facetwin.models.detail import DetailModel, load_detail_model, resolve_detail_file
     from facetwin.models.person import attach_person_details
 
     base_d = load_detail_model(detail_file, coarse=base_model, coarse_file=base_file, albedo=True)[0]
-    person_d = load_detail_model(detail_file, coarse=person_model, coarse_file=base_file, albedo=True)[0]
-    mixed = load_detail_model(detail_file, coarse=person_model, coarse_file=base_file, albedo=True)[0]  # the person's coarse, the base MAE
+    on_person = lambda net: DetailModel(person_model, net, base_d.map_size, base_d.image_size,  # noqa: E731
+                                        albedo_model=base_d.albedo_model, highpass=base_d.highpass).eval()
+    mixed = on_person(copy.deepcopy(base_d.network))  # the person's coarse, the base MAE
+    person_d = on_person(copy.deepcopy(base_d.network))
     attach_person_details(person_d.network, person, resolve_detail_file(detail_file, "mae"))
     out = {}
     with torch.no_grad():
