@@ -34,15 +34,16 @@ __all__ = ["DEMO_PHOTO", "animate", "demo_photo", "details_for_expression", "exp
 
 
 def load(model_file: str | Path = "default", head_model: str | None = None, device: str = "cpu",
-         person: str | Path | None = None, detail: str | Path | None = "default"):
+         person: str | Path | None = None, detail: str | Path | None = "default", refine=True):
     """The reconstruction model: ``"default"`` (shipped), a coarse-encoder model file
     (``.safetensors``) or a training run folder; ``head_model`` "open" or
     "flame:/path/generic_model.pkl[,...]"; ``person`` a person file of :func:`personalize`;
     ``detail`` a detail model file or run folder (``"default"``: the shipped one if there is one;
-    None: coarse only)."""
+    None: coarse only); ``refine`` False keeps the encoder's prediction (default: refined onto the
+    68 points the face is cropped around, :mod:`facetwin.models.refine`)."""
     from facetwin.inference.reconstructor import FaceTwin
 
-    return FaceTwin(model_file, head_model=head_model, device=device, person=person, detail=detail)
+    return FaceTwin(model_file, head_model=head_model, device=device, person=person, detail=detail, refine=refine)
 
 
 def details_for_expression(face, model, expression, pose=None):

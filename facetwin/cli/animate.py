@@ -38,9 +38,10 @@ def add_parser(subparsers) -> None:
     p.set_defaults(head_model=None)
     p.add_argument("--person", default=None, metavar="NAME.facetwin",
                    help="a photo source is reconstructed with this person file (its adapters and its β); the driver with the base model")
-    from facetwin.cli.reconstruct import add_detail_flag
+    from facetwin.cli.reconstruct import add_detail_flag, add_refine_flag
 
     add_detail_flag(p)
+    add_refine_flag(p)
     p.add_argument("--max-frames", default=None, metavar="N", help="stop after N driver frames")
     p.add_argument("--smooth", action="store_true", help="smooth the driver's expression and pose (One-Euro filter)")
     p.add_argument("--no-glb", dest="glb", action="store_false", help="skip the animated GLB")
@@ -182,14 +183,14 @@ def run(args) -> dict:
             raise FacetwinError(f"{what} not found: {p}")
     out = ensure_dir(args.out)
     clean_temporaries(out)  # leftovers of a killed earlier run
-    ft = FaceTwin(args.model, head_model=args.head_model)  # the driver: coarse only
+    ft = FaceTwin(args.model, head_model=args.head_model, refine=args.refine)  # the driver: coarse only
     hm = ft.model.head_model
     detail = detail_option(args.detail)
     faces = hm.faces.cpu().numpy()
     if args.person and src_path.suffix.lower() == ".npz":
         raise FacetwinError("--person applies to a photo source (a result .npz already holds its identity)")
     # the source's person model (made for --model); the driver keeps the base model
-    src_ft = FaceTwin(args.model, head_model=args.head_model, person=args.person, detail=detail) if args.person or detail else ft
+    src_ft = FaceTwin(args.model, head_model=args.head_model, person=args.person, detail=detail, refine=args.refine) if args.person or detail else ft
     source = load_source(src_path, src_ft)
     details = DetailAnimator(src_ft.detail, source) if src_ft.detail is not None and source.detail_texture is not None else None
     if src_ft.detail is not None and details is None:

@@ -1,5 +1,6 @@
 """``facetwin bench coarse``: coarse-model inference time at batch 1 (encoder, identity head with
-its face descriptor when the model has one, head model, projection)."""
+its face descriptor when the model has one, head model, projection), and the landmark refinement
+inference adds after it (:mod:`facetwin.models.refine`)."""
 
 from __future__ import annotations
 
@@ -35,25 +36,31 @@ def _model(model_file):
 REFERENCE_MS_1_THREAD = 18.9
 
 
-def _time(model, x, repeats: int) -> tuple[float, float]:
-    """(median ms of encoder + head model + projection, median ms of the encoder alone)."""
+def _time(model, x, repeats: int) -> tuple[float, float, float]:
+    """(median ms of encoder + head model + projection, of the encoder alone, of the refinement)."""
     import torch
+
+    from facetwin.models.refine import refine_to_landmarks
 
     with torch.no_grad():
         for _ in range(3):
             model(x)
-        times, enc_times = [], []
+        params = model.predict(x)
+        # a target 1-2 px off the prediction, as the annotator's points are (the steps cost the same)
+        target = model.landmarks2d(params, x.shape[-1]) + torch.randn(1, 68, 2, generator=torch.Generator().manual_seed(0))
+        times, enc_times, fit_times = [], [], []
         for _ in range(repeats):
             t0 = time.perf_counter()
             model.encoder(model.encoder_input(x))
             t1 = time.perf_counter()
             model(x)
             t2 = time.perf_counter()
+            refine_to_landmarks(model.head_model, params, target, x.shape[-1])
+            t3 = time.perf_counter()
             enc_times.append(t1 - t0)
             times.append(t2 - t1)
-    times.sort()
-    enc_times.sort()
-    return times[len(times) // 2] * 1000, enc_times[len(enc_times) // 2] * 1000
+            fit_times.append(t3 - t2)
+    return tuple(sorted(t)[len(t) // 2] * 1000 for t in (times, enc_times, fit_times))
 
 
 def measure(args) -> dict:
@@ -72,7 +79,7 @@ def measure(args) -> dict:
     on_torch = at_threads(lambda: _time(model, x, repeats))
     backend = "onnxruntime" if model.use_onnxruntime() else "torch"
     by = at_threads(lambda: _time(model, x, repeats)) if backend != "torch" else on_torch
-    med, enc = _time(model, x, repeats)
+    med, enc, fit = _time(model, x, repeats)
     model.use_onnxruntime(False)
     return {"model": f"ViT-{model.encoder.size} {model.encoder.image_size}px", "input_px": S,
             "identity_head": model.identity_head is not None, "weights": source, "threads": torch.get_num_threads(),
@@ -80,5 +87,6 @@ def measure(args) -> dict:
             "ms_1_thread": by[1][0], "ms_2_threads": by[2][0],
             "encoder_ms_1_thread": by[1][1], "encoder_ms_2_threads": by[2][1],
             "torch_ms_1_thread": on_torch[1][0], "torch_ms_2_threads": on_torch[2][0],
+            "refine_ms_median": fit, "refine_ms_1_thread": by[1][2], "refine_ms_2_threads": by[2][2],
             "reference_ms_1_thread": REFERENCE_MS_1_THREAD,
             "ratio_1_thread_to_reference": by[1][0] / REFERENCE_MS_1_THREAD}

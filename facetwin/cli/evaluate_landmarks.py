@@ -4,7 +4,9 @@
 .pts), outer-eye-corner normalised, for the boundary (points 1–17), the inner points (18–68)
 and all 68, also split by head turn (``by_pose``: frontal / moderate / large, from the ground
 truth's nose asymmetry, see ``facetwin.evaluation.nme.nose_asymmetry``). Faces are cropped from the annotation like the training crops (``--crop gt``,
-default) or from the automatic annotator (``--crop detect``).
+default) or from the automatic annotator (``--crop detect``). As inference does, the prediction
+is refined onto the automatic annotator's points (``--no-refine``: the encoder alone; the JSON
+holds both, the encoder's under ``regressor``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def add_parser(subparsers) -> None:
                    help="where the 17 contour points go: static (default, the projected mesh landmarks); "
                         "silhouette (occluded points moved to the nearest vertex of the visible outline, Eq. 1 at inference); "
                         "marching (FLAME's dynamic contour); auto (as the model file says it was trained)")
+    p.add_argument("--no-refine", dest="refine", action="store_false",
+                   help="score the encoder's prediction alone, without the landmark refinement inference applies")
     p.add_argument("--ced-plot", default=None, metavar="PNG", help="write the cumulative error distribution plot")
     p.add_argument("--compare", action="append", default=[], metavar="NAME=MODEL_FILE",
                    help="also evaluate another model file and draw it in the CED plot (repeatable)")
@@ -64,22 +68,31 @@ def run(args) -> dict:
         from facetwin.models.person import load_person
 
         load_person(args.person, model.encoder, resolve_model_file(args.model))
+    from facetwin.models.refine import RefineSettings
+
+    refine = RefineSettings() if args.refine else None
     contour = contour_convention(meta, args.contour)
     res = evaluate_folder(model, folder, limit=args.limit or None, crop=args.crop, contour=contour,
-                          crop_rule=meta["inference"]["crop"])
+                          crop_rule=meta["inference"]["crop"], refine=refine)
     out = {"folder": str(folder), "model": str(args.model), "crop": args.crop, "contour": contour, "images": res["images"],
            "nme_boundary": res["nme_boundary"], "nme_inner": res["nme_inner"], "nme_overall": res["nme_overall"],
            "auc_0.08": res["auc_0.08"], "by_pose": res["by_pose"],
-           "trained_steps": meta.get("total_steps", meta.get("step"))}
+           "trained_steps": meta.get("total_steps", meta.get("step")), "refine": bool(args.refine)}
+    if args.refine:
+        out["refined_images"] = res["refined_images"]
+        out["regressor"] = {k: res["regressor"][k] for k in ("nme_boundary", "nme_inner", "nme_overall", "auc_0.08", "by_pose")}
     if args.person:
         out["person"] = str(args.person)
-    curves = {"shipped" if args.model == "default" else Path(str(args.model)).stem: res["per_image"]}
+    name = "shipped" if args.model == "default" else Path(str(args.model)).stem
+    curves = {f"{name}, refined" if args.refine else name: res["per_image"]}
+    if args.refine:  # the encoder alone beside the refined prediction
+        curves[f"{name}, encoder alone"] = res["regressor"]["per_image"]
     for item in args.compare:
         name, _, model_file = item.partition("=")
         other, other_meta = load_coarse_model(model_file or name, args.head_model)
         other_contour = contour_convention(other_meta, args.contour)
         r2 = evaluate_folder(other, folder, limit=args.limit or None, crop=args.crop, contour=other_contour,
-                             crop_rule=other_meta["inference"]["crop"])
+                             crop_rule=other_meta["inference"]["crop"], refine=refine)
         out[f"{name}"] = {k: r2[k] for k in ("nme_boundary", "nme_inner", "nme_overall", "auc_0.08", "by_pose")}
         out[f"{name}"]["contour"] = other_contour
         curves[name] = r2["per_image"]

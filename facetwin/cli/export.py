@@ -26,9 +26,10 @@ def add_parser(subparsers) -> None:
                    help="model file for photo inputs: 'default' (shipped), a coarse-encoder .safetensors or a training run folder")
     p.add_argument("--person", default=None, metavar="NAME.facetwin",
                    help="photo inputs: reconstruct with this person file (`facetwin personalize`): its adapters and its β")
-    from facetwin.cli.reconstruct import add_detail_flag
+    from facetwin.cli.reconstruct import add_detail_flag, add_refine_flag
 
     add_detail_flag(p)
+    add_refine_flag(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -65,6 +66,6 @@ def run(args) -> dict:
         image, _ = load_image(src)
         from facetwin.cli.reconstruct import detail_option
 
-        res = FaceTwin(args.model, person=args.person, detail=detail_option(args.detail)).reconstruct(image)
+        res = FaceTwin(args.model, person=args.person, detail=detail_option(args.detail), refine=args.refine).reconstruct(image)
         files = write_result_files(res, args.out, name, formats, texture_size=args.texture_size)["files"]
     return {"input": str(src), "out": str(args.out), "formats": list(formats), "files": files}

@@ -37,6 +37,7 @@ def add_parser(subparsers) -> None:
     p.set_defaults(head_model=None)
     p.add_argument("--person", default=None, metavar="NAME.facetwin", help="a person file (`facetwin personalize`): its model and its β")
     add_detail_flag(p)
+    add_refine_flag(p)
     p.add_argument("--faces", choices=["main", "all"], default="main",
                    help="images: the largest face (default; a note says when others were skipped) or every face")
     v = p.add_argument_group("video")
@@ -51,6 +52,13 @@ def add_parser(subparsers) -> None:
                    help="torch threads for the network (default 1: decoding and tracking run in a second thread)")
     add_json_flag(p)
     p.set_defaults(func=run)
+
+
+def add_refine_flag(p) -> None:
+    """``--no-refine``: the encoder's prediction as it comes (reconstruct / export / animate)."""
+    p.add_argument("--no-refine", dest="refine", action="store_false",
+                   help="keep the encoder's prediction; by default pose, expression and camera are refined onto the "
+                        "68 points the face was cropped around (the automatic annotator's or the video track's)")
 
 
 def add_detail_flag(p) -> None:
@@ -139,7 +147,7 @@ def run_images(args, src: Path) -> dict:
 
     items = _image_inputs(src)
     out = ensure_dir(args.out)
-    ft = FaceTwin(args.model, head_model=args.head_model, person=args.person, detail=detail_option(args.detail))
+    ft = FaceTwin(args.model, head_model=args.head_model, person=args.person, detail=detail_option(args.detail), refine=args.refine)
     done, failed, several = [], [], []
     for name, item in tqdm(items, desc="reconstruct", file=sys.stderr, disable=len(items) < 2):
         try:
@@ -203,7 +211,7 @@ def run_video(args, src: Path, fps: float | None, max_frames: int | None, thread
     out = ensure_dir(args.out)
     clean_temporaries(out)  # leftovers of a killed earlier run
     name = src.stem
-    ft = FaceTwin(args.model, head_model=args.head_model, person=args.person, detail=detail)
+    ft = FaceTwin(args.model, head_model=args.head_model, person=args.person, detail=detail, refine=args.refine)
     faces = ft.model.head_model.faces.cpu().numpy()
     tracker, identity, clock = FaceTracker(), ClipIdentity(), StageClock()
     smoother = ParameterSmoother() if args.smooth else None

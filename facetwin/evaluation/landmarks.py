@@ -6,6 +6,11 @@ side 1.6 × the landmark box, centred slightly above it) from the ground-truth l
 (``crop="detect"``); the model's projected 68 landmarks are mapped back to the original image
 and compared with the annotation. NME = mean point-to-point error / outer-eye-corner distance
 (points 37 and 46), reported for the boundary (1–17), the inner points (18–68) and all 68.
+
+``refine``: the prediction refined onto the automatic annotator's points as inference does
+(:mod:`facetwin.models.refine`; the annotator is run on the image, its face nearest the annotation
+is used when it is reliable, else the regressor's prediction stands); the regressor's own figures
+are reported beside (``regressor``).
 """
 
 from __future__ import annotations
@@ -50,34 +55,52 @@ def crop_for(image: np.ndarray, landmarks: np.ndarray, size: int, crop_rule: dic
     return warp(image, A, size), A
 
 
-@torch.no_grad()
+def _annotator_points(image: np.ndarray, ref: np.ndarray) -> np.ndarray | None:
+    """The automatic annotator's 68 points of the face nearest ``ref`` (68, 2), or None when it
+    finds none there or its labels are not reliable (inference would not use them either)."""
+    from facetwin.data.annotator import DEFAULT_MIN_RELIABILITY, annotate
+
+    labels, _ = annotate(image, faces="all", min_reliability=0.0)
+    if not labels:
+        return None
+    centre = ref.mean(0)
+    label = min(labels, key=lambda l: np.linalg.norm(l.landmarks.mean(0) - centre))
+    if np.linalg.norm(label.landmarks.mean(0) - centre) > 0.5 * np.ptp(ref[:, 0]) or label.reliability < DEFAULT_MIN_RELIABILITY:
+        return None
+    return label.landmarks
+
+
 def predict_folder(coarse_model, folder: Path, limit: int | None = None, crop: str = "gt", batch_size: int = 16,
-                   progress: bool = True, contour: str = "static", crop_rule: dict | None = None) -> tuple[list[Path], np.ndarray, np.ndarray]:
+                   progress: bool = True, contour: str = "static", crop_rule: dict | None = None,
+                   refine=None) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """(paths, predicted (N, 68, 2), ground truth (N, 68, 2)) in original image pixels; the contour
-    points as ``CoarseModel.image_landmarks(contour=...)`` places them."""
+    points as ``CoarseModel.image_landmarks(contour=...)`` places them; ``refine``
+    (:class:`facetwin.models.refine.RefineSettings` or None): refined onto the annotator's points."""
+    paths, pred, refined, gt, _ = _predict(coarse_model, folder, limit, crop, batch_size, progress, contour, crop_rule, refine)
+    return paths, (pred if refined is None else refined), gt
+
+
+@torch.no_grad()
+def _predict(coarse_model, folder, limit, crop, batch_size, progress, contour, crop_rule, refine):
+    """(paths, regressor (N, 68, 2), refined (N, 68, 2) or None, ground truth, refined count)."""
     pairs = annotated_images(folder)[: limit or None]
     size = coarse_model.input_size
     dev = next(coarse_model.encoder.parameters()).device
-    crops, transforms, gts, paths = [], [], [], []
+    crops, transforms, gts, paths, targets = [], [], [], [], []
     for img_path, pts_path in pairs:
         image, scale = load_image(img_path)
         gt = read_pts(pts_path, n_points_expected=68)
-        if crop == "gt":
-            ref = gt * scale
-        else:
-            from facetwin.data.annotator import annotate
-
-            labels, _ = annotate(image)
-            ok = [l for l in labels if l.ok]
-            ref = ok[0].landmarks if ok else gt * scale  # fall back to the annotation's box
+        points = _annotator_points(image, gt * scale) if (refine is not None or crop != "gt") else None
+        ref = gt * scale if crop == "gt" or points is None else points  # "detect" falls back to the annotation's box
         c, A = crop_for(image, ref, size, crop_rule)
+        targets.append(apply_affine(A, points) if points is not None else np.full((68, 2), np.nan))
         A_orig = A.copy()
         A_orig[:, :2] *= scale
         crops.append(c)
         transforms.append(A_orig)
         gts.append(gt)
         paths.append(img_path)
-    preds = []
+    preds, refined = [], []
     was_training = coarse_model.training
     coarse_model.eval()
     it = range(0, len(crops), batch_size)
@@ -87,22 +110,26 @@ def predict_folder(coarse_model, folder: Path, limit: int | None = None, crop: s
         it = tqdm(it, desc="evaluate", file=sys.stderr, leave=False)
     for s in it:
         batch = torch.from_numpy(np.stack(crops[s:s + batch_size])).permute(0, 3, 1, 2).float().div(255).to(dev)
-        geo = coarse_model(batch)
-        preds.append(coarse_model.image_landmarks(geo, contour).float().cpu().numpy())
+        params = coarse_model.predict(batch)
+        preds.append(coarse_model.image_landmarks(coarse_model.geometry(params, size), contour).float().cpu().numpy())
+        if refine is not None:
+            from facetwin.models.refine import refine_to_landmarks
+
+            target = torch.from_numpy(np.stack(targets[s:s + batch_size])).to(dev)
+            better, _ = refine_to_landmarks(coarse_model.head_model, params, target, size, refine)
+            refined.append(coarse_model.image_landmarks(coarse_model.geometry(better, size), contour).float().cpu().numpy())
     coarse_model.train(was_training)
-    pred_crop = np.concatenate(preds, 0)
-    pred = np.stack([apply_affine(invert_affine(A), p) for A, p in zip(transforms, pred_crop)])
-    return paths, pred, np.stack(gts)
+
+    def to_image(p):
+        return np.stack([apply_affine(invert_affine(A), q) for A, q in zip(transforms, np.concatenate(p, 0))])
+
+    n_refined = int(np.isfinite(np.stack(targets)[:, 0, 0]).sum()) if refine is not None else 0
+    return paths, to_image(preds), (to_image(refined) if refine is not None else None), np.stack(gts), n_refined
 
 
-def evaluate_folder(coarse_model, folder: Path, limit: int | None = None, crop: str = "gt", progress: bool = True,
-                    contour: str = "static", crop_rule: dict | None = None) -> dict:
-    """NME of ``coarse_model`` on an annotated folder (see the module docstring); ``crop_rule``:
-    the model file's ``inference.crop``."""
-    paths, pred, gt = predict_folder(coarse_model, folder, limit, crop, progress=progress, contour=contour, crop_rule=crop_rule)
+def _figures(pred: np.ndarray, gt: np.ndarray) -> dict:
     e = per_image_nme(pred, gt)
     return {
-        "images": len(paths),
         "nme_boundary": float(e["boundary"].mean()),
         "nme_inner": float(e["inner"].mean()),
         "nme_overall": float(e["overall"].mean()),
@@ -110,6 +137,20 @@ def evaluate_folder(coarse_model, folder: Path, limit: int | None = None, crop: 
         "by_pose": nme_by_pose(e, nose_asymmetry(gt)),
         "per_image": {k: v.tolist() for k, v in e.items()},
     }
+
+
+def evaluate_folder(coarse_model, folder: Path, limit: int | None = None, crop: str = "gt", progress: bool = True,
+                    contour: str = "static", crop_rule: dict | None = None, refine=None) -> dict:
+    """NME of ``coarse_model`` on an annotated folder (see the module docstring); ``crop_rule``:
+    the model file's ``inference.crop``; ``refine``: a :class:`~facetwin.models.refine.RefineSettings`
+    to score the refined prediction (then ``regressor`` holds the encoder's own figures and
+    ``refined_images`` how many faces had reliable annotator points)."""
+    paths, pred, refined, gt, n_refined = _predict(coarse_model, folder, limit, crop, 16, progress, contour, crop_rule, refine)
+    out = {"images": len(paths), **_figures(pred if refined is None else refined, gt)}
+    if refined is not None:
+        out["refined_images"] = n_refined
+        out["regressor"] = _figures(pred, gt)
+    return out
 
 
 def ced_plot(curves: dict[str, dict[str, np.ndarray]], path: Path, threshold: float = 0.15, title: str = "") -> Path:

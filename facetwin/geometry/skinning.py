@@ -18,22 +18,20 @@ def rigid_transforms(rotations: torch.Tensor, joints: torch.Tensor, parents: lis
         posed_joints (B, J, 3) and relative transforms (B, J, 4, 4) that map a rest-pose point
         to its posed position when it is rigidly attached to the joint.
     """
-    B, J = joints.shape[:2]
-    rel = joints.clone()
-    rel[:, 1:] = joints[:, 1:] - joints[:, parents[1:]]
-    local = torch.zeros(B, J, 4, 4, dtype=joints.dtype, device=joints.device)
-    local[..., :3, :3] = rotations
-    local[..., :3, 3] = rel
-    local[..., 3, 3] = 1
+    # out of place throughout, so torch.func transforms (vmap, jacfwd) can run through it
+    rel = torch.cat([joints[:, :1], joints[:, 1:] - joints[:, parents[1:]]], 1)
+    top = torch.cat([rotations, rel[..., None]], -1)  # (B, J, 3, 4)
+    bottom = torch.zeros_like(top[..., :1, :])
+    bottom = torch.cat([bottom[..., :3], torch.ones_like(bottom[..., 3:])], -1)  # (B, J, 1, 4) = (0, 0, 0, 1)
+    local = torch.cat([top, bottom], -2)  # (B, J, 4, 4)
     chain = [local[:, 0]]
-    for j in range(1, J):
+    for j in range(1, len(parents)):
         chain.append(chain[parents[j]] @ local[:, j])
     world = torch.stack(chain, 1)  # (B, J, 4, 4)
     posed_joints = world[..., :3, 3]
     # Remove the rest joint position so that the transform acts on rest-pose vertices.
     correction = (world[..., :3, :3] @ joints[..., None])[..., 0]
-    relative = world.clone()
-    relative[..., :3, 3] = world[..., :3, 3] - correction
+    relative = torch.cat([torch.cat([world[..., :3, :3], (posed_joints - correction)[..., None]], -1), world[..., 3:, :]], -2)
     return posed_joints, relative
 
 

@@ -160,11 +160,17 @@ class FaceTwin:
     ``facetwin personalize`` (made for this model file): its adapters, and its β in every result.
     ``detail``: a detail model file (``facetwin train detail`` / ``detail-teacher``), ``"default"``
     (the shipped one if there is one, else none) or None: every image result then carries
-    :class:`DetailResult` (D, detail normals, a displaced mesh)."""
+    :class:`DetailResult` (D, detail normals, a displaced mesh). ``refine``: move the encoder's
+    prediction onto the 68 points the crop is cut around (the annotator's, a track's or the caller's;
+    :mod:`facetwin.models.refine`, ≈ 9 ms a face): True (default), False (the encoder alone) or a
+    :class:`~facetwin.models.refine.RefineSettings`."""
 
     def __init__(self, model_file: str | Path | None = "default", head_model: str | None = None, device: str = "cpu",
-                 person: str | Path | None = None, detail: str | Path | None = None):
+                 person: str | Path | None = None, detail: str | Path | None = None, refine=True):
+        from facetwin.models.refine import RefineSettings
+
         self.device = torch.device(device)
+        self.refine = RefineSettings() if refine is True else (refine or None)
         self.model, self.meta = load_coarse_model(model_file, head_model, self.device)
         inference = self.meta["inference"]  # stored in the model file (facetwin.models.files)
         self.crop_size = int(inference["input_size"])
@@ -203,12 +209,21 @@ class FaceTwin:
         return detail_result(self.detail.maps(x, geo), 0, self.detail_meta.get("format", ""))
 
     @torch.no_grad()
-    def reconstruct_crop(self, crop: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
+    def reconstruct_crop(self, crop: np.ndarray, target: np.ndarray | None = None) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
         """Run on an aligned square crop (S, S, 3) uint8 → (params, vertices, landmarks3d,
-        landmarks2d_crop, scale_px, translation_px) in crop pixels."""
+        landmarks2d_crop, scale_px, translation_px) in crop pixels. ``target`` (68, 2) crop pixels:
+        the points to refine onto (when refinement is on); ``self.last_fit`` then holds the NME of
+        the encoder's and the refined landmarks against them."""
         x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float().div(255).to(self.device)
-        geo = self.model(x)
-        p = geo.params
+        p = self.model.predict(x)
+        self.last_fit = None
+        if self.refine is not None and target is not None:
+            from facetwin.models.refine import refine_to_landmarks
+
+            p, fit = refine_to_landmarks(self.model.head_model, p, torch.as_tensor(target, dtype=torch.float64)[None].to(self.device),
+                                         x.shape[-1], self.refine)
+            self.last_fit = {"encoder": float(fit[0, 0]), "refined": float(fit[0, 1])}
+        geo = self.model.geometry(p, x.shape[-1])
         self._last_params = p  # the detail pass reuses them
         params = {k: v[0].detach().cpu().numpy() for k, v in p.as_dict().items() if k not in ("scale", "translation")}
         return (params, geo.vertices[0].cpu().numpy(), geo.landmarks3d[0].cpu().numpy(), geo.landmarks2d[0].cpu().numpy(),
@@ -254,7 +269,9 @@ class FaceTwin:
         S = self.crop_size
         A = crop_transform(centre, side, S)
         crop = warp(image, A, S)
-        params, verts, l3d, l2d_crop, s_c, t_c = self.reconstruct_crop(crop)
+        params, verts, l3d, l2d_crop, s_c, t_c = self.reconstruct_crop(crop, apply_affine(A, landmarks))
+        if self.last_fit is not None:  # NME against the points the crop was cut around
+            detection["landmark_fit_nme"] = self.last_fit
         Ainv = invert_affine(A)
         zoom = side / S  # crop pixel → original pixels
         scale = s_c * zoom
