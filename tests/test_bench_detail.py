@@ -17,7 +17,7 @@ def test_bench_detail_reports_threads_and_the_person_path_and_leaves_the_model_a
     assert getattr(model.coarse.encoder, "runtime", None) is None        # and the backend back to torch
     assert res["backend"] in ("onnxruntime", "torch")
     for key in ("ms_1_thread", "ms_2_threads", "ms_2_threads_person", "coarse_ms_median", "torch_ms_1_thread", "torch_ms_2_threads",
-                "ms_per_frame_2_threads_pipelined", "fps_2_threads_pipelined_person"):
+                "ms_per_frame_2_threads_pipelined", "fps_2_threads_pipelined_person", "fps_2_threads_pipelined_refined"):
         assert res[key] > 0, key
     assert res["fps_2_threads_person"] == 1000.0 / res["ms_2_threads_person"]
     assert res["detail_ms_median"] == res["ms_median"] - res["coarse_ms_median"]

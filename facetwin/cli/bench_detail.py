@@ -56,20 +56,29 @@ def _time(model, x, repeats: int) -> tuple[float, float, float, float]:
     return m(total), m(coarse), 1000 * min(total), m(cpu)
 
 
-def _time_pipelined(model, x, frames: int) -> float:
+def _time_pipelined(model, x, frames: int, refine: bool = False) -> float:
     """Wall ms per frame of ``frames`` frames split as the video path splits them
     (:func:`facetwin.inference.video.reconstruct_video` with details): the coarse pass of frame t+1
     in a second thread (:func:`facetwin.inference.threads.prefetch`) beside the detail pass of frame t,
     one torch thread each (2 cores busy). Throughput, not latency: each frame still takes the serial
-    time from crop to D."""
+    time from crop to D. ``refine``: the coarse stage also refines onto 68 points, as the video
+    path does by default (:mod:`facetwin.models.refine`)."""
     import torch
 
     from facetwin.inference.threads import prefetch
+    from facetwin.models.refine import refine_to_landmarks
+
+    with torch.no_grad():  # a target 1-2 px off the prediction, as the annotator's points are
+        target = model.coarse.landmarks2d(model.coarse.predict(x), x.shape[-1])
+        target = target + torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
 
     def coarse(n):
         with torch.no_grad():  # grad mode is per thread
             for _ in range(n):
-                yield model.coarse_geometry(x)
+                params = model.coarse.predict(x)
+                if refine:
+                    params = refine_to_landmarks(model.coarse.head_model, params, target, x.shape[-1])[0]
+                yield model.coarse_geometry(x, params)
 
     def run(n):
         with torch.no_grad():
@@ -117,6 +126,7 @@ def measure(args) -> dict:
     finally:
         fixed.remove()
     piped = _time_pipelined(model, x, frames)
+    piped_refined = _time_pipelined(model, x, frames, refine=True)
     ms, coarse_ms, best_ms, cpu_ms = _time(model, x, repeats)
     coarse.use_onnxruntime(False)
     model.use_onnxruntime(False)
@@ -132,4 +142,5 @@ def measure(args) -> dict:
             "pipelined": "2 stages x 1 thread: coarse of frame t+1 beside details of frame t (the video path); per-frame throughput",
             "ms_per_frame_2_threads_pipelined": piped, "fps_2_threads_pipelined": 1000.0 / piped,
             "fps_2_threads_pipelined_person": 1000.0 / person_piped,
+            "fps_2_threads_pipelined_refined": 1000.0 / piped_refined,
             "torch_ms_1_thread": on_torch[1][0], "torch_ms_2_threads": on_torch[2][0], "torch_fps_2_threads": 1000.0 / on_torch[2][0]}

@@ -182,8 +182,9 @@ def _coarse_frames(ft, path, step, max_frames, smoother, tracker, identity, read
             track = replace(track, label=None, reason=str(exc))
             yield VideoFrameResult(frame, track, None, None, None, None, None, None)
             continue
+        fit = res.detection.get("landmark_fit_nme")
         res.detection = {"box": track.label.box.tolist(), "reliability": float(track.label.reliability),
-                         "tracked": not track.detected}
+                         "tracked": not track.detected, **({"landmark_fit_nme": fit} if fit else {})}
         beta = identity.add(res.params["shape"])
         values = {"expression": res.params["expression"], "pose": res.params["pose"],
                   "scale": np.array([res.scale]), "translation": res.translation}
