@@ -115,11 +115,11 @@ def test_shipped_model_on_helen_refined_beside_the_encoder(shared_data):
     model, meta = load_coarse_model("default")
     res = evaluate_folder(model, shared_data / "eval" / "helen-test", limit=30, progress=False,
                           crop_rule=meta["inference"]["crop"], refine=RefineSettings())
-    # All 330 images: encoder 0.0607, refined 0.0381 (BENCHMARKS.md); on the first 30 each is
-    # within a few thousandths of that, so a refinement that stops working fails here.
+    # All 330 images: encoder 0.0607, refined 0.0434 (BENCHMARKS.md); the first 30: 0.0610 ->
+    # 0.0443 (26 refined), so a refinement that stops working fails here.
     assert res["refined_images"] >= 25
-    assert res["regressor"]["nme_overall"] > 0.05
-    assert res["nme_overall"] < 0.045 and res["nme_overall"] < 0.8 * res["regressor"]["nme_overall"]
+    assert res["regressor"]["nme_overall"] > 0.055
+    assert res["nme_overall"] < 0.05 and res["nme_overall"] < 0.8 * res["regressor"]["nme_overall"]
     assert res["nme_boundary"] < res["regressor"]["nme_boundary"]
 
 
@@ -140,7 +140,7 @@ def test_facetwin_refines_onto_the_annotators_points_of_a_real_photo():
     def nme(r):
         return np.linalg.norm(r.landmarks2d - points, axis=1).mean() / iod
 
-    # measured: encoder 0.047, refined 0.018 against the annotator's points
+    # measured: encoder 0.047, refined 0.025 against the annotator's points
     assert nme(plain) == pytest.approx(fit["encoder"], rel=1e-3) and nme(refined) == pytest.approx(fit["refined"], rel=1e-3)
     assert fit["refined"] < 0.6 * fit["encoder"]
     np.testing.assert_array_equal(refined.params["shape"], plain.params["shape"])  # the identity is the encoder's

@@ -7,7 +7,9 @@ pairs (cosine distance, ``beta_auc``), leave-one-out nearest-neighbour identific
 distance between each photo and the textured render of its own reconstruction composited onto it
 (``render_distance``; dlib's same-person threshold is 0.6) against the same render with the mean
 face β = 0 (``mean_face_render_distance``). ``photo_descriptor_*`` are dlib's own figures on the
-photos, for reference.
+photos, for reference. As inference does, pose, expression and camera are refined onto the
+annotator's points before rendering (``--no-refine``: the encoder's prediction; β is not touched
+either way).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--picture-people", type=int, default=10, help="people in the picture (default 10)")
     p.add_argument("--max-people", type=int, default=0, help="only the first N people (0 = all)")
     p.add_argument("--per-photo", action="store_true", help="include per-photo distances in the result")
+    p.add_argument("--no-refine", dest="refine", action="store_false",
+                   help="render the encoder's prediction, without the landmark refinement inference applies")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -46,8 +50,12 @@ def run(args) -> dict:
     if args.picture and Path(args.picture).suffix.lower() != ".png":
         raise FacetwinError(f"--picture must be a .png path, not {args.picture}")
     model, meta = load_coarse_model(args.model, args.head_model)
+    from facetwin.models.refine import RefineSettings
+
     res = evaluate_likeness(model, Path(args.folder), picture=args.picture, max_people=args.max_people,
-                            picture_people=args.picture_people, per_photo=args.per_photo)
+                            picture_people=args.picture_people, per_photo=args.per_photo,
+                            refine=RefineSettings() if args.refine else None)
+    res["refine"] = bool(args.refine)
     res["model"] = str(args.model)
     res["trained_steps"] = meta.get("total_steps", meta.get("step"))
     return res

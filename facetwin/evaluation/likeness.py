@@ -257,7 +257,7 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def evaluate_likeness(coarse_model, folder: str | Path, albedo_model=None, descriptor=None, picture: str | Path | None = None,
                       max_people: int = 0, picture_people: int = 10, batch_size: int = 16, progress: bool = True,
-                      per_photo: bool = False) -> dict:
+                      per_photo: bool = False, refine=None) -> dict:
     """The likeness figures (module docstring) of ``coarse_model`` on ``folder``.
 
     Args:
@@ -266,6 +266,9 @@ def evaluate_likeness(coarse_model, folder: str | Path, albedo_model=None, descr
         picture: write a PNG: per person a photo, its composite render, the mean face's composite,
             and the neutral frontal reconstruction beside the neutral frontal mean face.
         max_people: only the first N people (0 = all).
+        refine: a :class:`facetwin.models.refine.RefineSettings`: pose, expression and camera
+            refined onto the annotator's points first, as inference does (β untouched, so the β
+            figures do not change); None: the encoder's prediction (the training's evaluation).
     """
     from facetwin.losses.identity import default_descriptor, face_chips
     from facetwin.losses.perceptual import composite_render
@@ -302,6 +305,10 @@ def evaluate_likeness(coarse_model, folder: str | Path, albedo_model=None, descr
         images = _to_tensor([ph.crop for ph in chunk], dev)
         lm = torch.from_numpy(np.stack([ph.landmarks for ph in chunk])).float().to(dev)
         params = coarse_model.predict(images).to(torch.float32)
+        if refine is not None:
+            from facetwin.models.refine import refine_to_landmarks
+
+            params, _ = refine_to_landmarks(coarse_model.head_model, params, lm, images.shape[-1], refine)
         own, own_mask = rend.render(params)
         own_face = rend.face_mask()
         # the mean face (β = 0) placed by the same fit of its inner landmarks to the photo's
