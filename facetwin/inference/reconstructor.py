@@ -162,7 +162,7 @@ class FaceTwin:
     (the shipped one if there is one, else none) or None: every image result then carries
     :class:`DetailResult` (D, detail normals, a displaced mesh). ``refine``: move the encoder's
     prediction onto the 68 points the crop is cut around (the annotator's, a track's or the caller's;
-    :mod:`facetwin.models.refine`, ≈ 9 ms a face): True (default), False (the encoder alone) or a
+    :mod:`facetwin.models.refine`, ≈ 5 ms a face): True (default), False (the encoder alone) or a
     :class:`~facetwin.models.refine.RefineSettings`."""
 
     def __init__(self, model_file: str | Path | None = "default", head_model: str | None = None, device: str = "cpu",

@@ -11,8 +11,8 @@ over the expression ψ, the global, neck and jaw rotations θ and the orthograph
 with β fixed (the identity stays the encoder's, its identity head's or the person's), ``a`` the
 annotator's points, ``d`` their outer-eye-corner distance and ψ̂, θ̂ the encoder's prediction (the
 priors keep the fit near it where the points say little). The Jacobian is taken by forward
-differences in one batched head-model pass, which also evaluates the trial step (≈ 6–8 ms per
-face on one thread, three steps; autograd through ``vmap`` was 4× slower at batch 1, float64 2×).
+differences in one batched head-model pass, which also evaluates the trial step (≈ 5 ms per
+face on one thread, two steps; autograd through ``vmap`` was 4× slower at batch 1, float64 2×).
 Every problem of the batch is independent (its own damping, steps accepted only where they lower
 its cost).
 """
@@ -37,7 +37,7 @@ class RefineSettings:
     Measured on HELEN-test (BENCHMARKS.md "Landmark refinement"); the priors are in squared
     outer-eye-corner distances per unit of ψ (prior SDs) / of θ (radians)."""
 
-    iterations: int = 3
+    iterations: int = 2            # a third step changes HELEN-test by 2e-5
     expression_prior: float = 0.1   # chosen on training data: the likeness of the render (below)
     pose_prior: float = 0.1
     contour_weight: float = 0.5   # the 17 jaw points: the annotator's least reliable (0.043 vs 0.021 inner)
