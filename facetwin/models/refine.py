@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from facetwin.geometry.camera import project_orthographic
+from facetwin.models.coarse import _pad
 from facetwin.networks.coarse_encoder import CoarseParams
 
 _JOINTS = (0, 1, 2)  # global, neck, jaw (the eyes are not seen by 68 landmarks)
@@ -42,10 +43,6 @@ class RefineSettings:
     pose_prior: float = 0.1
     contour_weight: float = 0.5   # the 17 jaw points: the annotator's least reliable (0.043 vs 0.021 inner)
     step: float = 1e-3            # forward-difference step (float32; 1e-4 and 3e-3 give the same fit)
-
-
-def _pad(x: torch.Tensor, n: int) -> torch.Tensor:
-    return x if x.shape[-1] == n else torch.nn.functional.pad(x, (0, n - x.shape[-1]))
 
 
 @torch.no_grad()
