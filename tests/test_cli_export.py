@@ -82,6 +82,16 @@ def test_reconstruct_writes_every_documented_file(tmp_path):
     npz = np.load(tmp_path / "astronaut.npz")
     for key in npz.files:
         assert f"`{key}`" in docs, key
+    # refined onto the annotator's points by default (docs/refine.md), and how far each is from them
+    fit = doc["detection"]["landmark_fit_nme"]
+    assert "`landmark_fit_nme`" in docs and fit["refined"] < fit["encoder"]
+
+
+def test_reconstruct_no_refine_keeps_the_encoders_prediction(tmp_path):
+    code, out, err = run_cli("reconstruct", PHOTO, "--out", tmp_path, "--no-refine", "--detail", "none", "--json")
+    assert code == 0, err
+    doc = json.loads((tmp_path / "astronaut.json").read_text())
+    assert "landmark_fit_nme" not in doc["detection"] and "annotator_landmarks" in doc["detection"]
 
 
 def test_demo_writes_the_page_and_says_where_it_is(tmp_path):
