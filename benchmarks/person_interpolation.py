@@ -4,9 +4,10 @@ norms and the person's β linearly between the base's (β: its mean over the tra
 the person's. Prints the reduction of the held-out overall NME per α for the work folders of
 `facetwin evaluate person CLIP --work W` (video protocol: the first 70 % trained, the last 30 % tested).
 
-    python benchmarks/person_interpolation.py W1 [W2 ...]
+    python benchmarks/person_interpolation.py W1 [W2 ...] [--beta person]
 
-α = 1 is the person model as shipped, α = 0 the base encoder with one fixed β (its mean)."""
+α = 1 is the person model as shipped, α = 0 the base encoder with one fixed β (its mean);
+``--beta person`` keeps the person's trained β at every α (only adapters and layer norms move)."""
 import sys, json, tempfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,9 +22,11 @@ from facetwin.training.person_stage import predict
 from facetwin.training.personalize import personalize
 from facetwin.cli.evaluate_person import _folds
 base = resolve_model_file("default")
+keep_beta = "--beta" in sys.argv and sys.argv[sys.argv.index("--beta") + 1] == "person"
+dirs = [a for i, a in enumerate(sys.argv[1:], 1) if not a.startswith("--") and sys.argv[i - 1] != "--beta"]
 ALPHAS = [0.0, 0.5, 0.7, 0.85, 1.0]
 out = {}
-for work in sys.argv[1:]:
+for work in dirs:
     work = Path(work)
     keys = [r["key"] for r in load_manifest(work / "prepared")]
     (train_keys, test_keys), = _folds(keys, SimpleNamespace(train_fraction=0.7, input=str(work)), True)[0]
@@ -47,7 +50,7 @@ for work in sys.argv[1:]:
                     p.mul_(a)
                 elif name in base_state and ("norm" in name):
                     p.copy_(base_state[name] + a * (p - base_state[name]))
-        beta = start + a * (person.beta_mean - start)
+        beta = person.beta_mean if keep_beta else start + a * (person.beta_mean - start)
         h = fix_shape(enc, beta)
         pr = predict(stage, enc, test)
         row[a] = float(ev.landmark_errors(pr["landmarks"], pr["labels"])["overall"].mean())
