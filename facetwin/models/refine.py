@@ -35,11 +35,12 @@ _LEFT_OUTER, _RIGHT_OUTER = 36, 45
 class RefineSettings:
     """How the prediction is refined (``FaceTwin(refine=...)``, ``evaluate landmarks``).
 
-    Measured on HELEN-test (BENCHMARKS.md "Landmark refinement"); the priors are in squared
+    Measured in BENCHMARKS.md ("Landmark accuracy: refinement onto the annotator's points") and
+    docs/refine.md; the priors are in squared
     outer-eye-corner distances per unit of ψ (prior SDs) / of θ (radians)."""
 
     iterations: int = 2            # a third step changes HELEN-test by 2e-5
-    expression_prior: float = 0.1   # chosen on training data: the likeness of the render (below)
+    expression_prior: float = 0.1  # chosen on training data against the render's likeness (benchmarks/refine_prior.py)
     pose_prior: float = 0.1
     contour_weight: float = 0.5   # the 17 jaw points: the annotator's least reliable (0.043 vs 0.021 inner)
     step: float = 1e-3            # forward-difference step (float32; 1e-4 and 3e-3 give the same fit)
