@@ -359,3 +359,22 @@ def test_early_stopping_counts_evaluations_without_a_real_gain(monkeypatch):
     for step in (10, 20, 30, 40, 50):
         stage2.evaluate(None, step)
     assert not stage2._stop and stage2.best_val == 0.0300  # a longer patience saw the later gain
+
+
+def test_beta_learns_at_its_own_rate(prepared, tmp_path):
+    """``beta_lr_scale``: the person's β has its own Adam group. Known answer: Adam's first step
+    moves every coordinate with a gradient by exactly the step's lr (lr/10 in the first of the 10
+    warm-up steps), so one step moves β by 3e-3/10 at scale 1 and ten times that at scale 10, while the
+    adapters take the same first step in both runs."""
+    from facetwin.training.person_stage import PERSON_BETA
+    from facetwin.training.personalize import personalize
+
+    moved, ups = [], []
+    for scale in (1.0, 10.0):
+        _, stage = personalize(prepared, tmp_path / f"s{scale:g}.facetwin", DEFAULT_CHECKPOINT, minutes=30, max_steps=1,
+                               batch_size=4, threads=1, progress=False, beta_lr_scale=scale)
+        beta, start = getattr(stage.model, PERSON_BETA).detach(), getattr(stage.model, PERSON_BETA + "_start")
+        moved.append(float((beta - start).abs().max()))
+        ups.append(float(stage.model.vit.blocks[0].adapter.up.weight.detach().abs().max()))
+    np.testing.assert_allclose(moved, [3e-3 / 10, 3e-2 / 10], rtol=1e-3)
+    np.testing.assert_allclose(ups, [3e-3 / 10, 3e-3 / 10], rtol=1e-3)

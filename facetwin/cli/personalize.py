@@ -54,14 +54,16 @@ def add_person_training_args(p) -> None:
                    help="base model file: 'default' (shipped), a coarse-encoder .safetensors or a training run folder")
     p.add_argument("--minutes", type=positive_float, default=3.0, help="wall-clock budget of the training, after the frames are prepared (default 3)")
     p.add_argument("--max-steps", type=positive_int, default=2000, help="at most this many training steps (default 2000)")
-    p.add_argument("--max-frames", type=positive_int, default=120, help="frames sampled per video, evenly over the clip (default 120)")
-    p.add_argument("--fps", type=positive_float, default=5.0, help="at most this many frames per second of video (default 5)")
+    p.add_argument("--max-frames", type=positive_int, default=240, help="frames sampled per video, evenly over the clip (default 240)")
+    p.add_argument("--fps", type=positive_float, default=15.0, help="at most this many frames per second of video (default 15)")
     p.add_argument("--adapter-width", type=positive_int, default=32, help="bottleneck width of each adapter (default 32)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="frames per step (default 8)")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads (default 1: on a CPU shared with other work 2 threads were 15x slower per step, measured)")
     p.add_argument("--lr", type=positive_float, default=3e-3,
                    help="Adam learning rate of the person parameters (default 3e-3: a CPU budget is ~100 steps; the paper's 1e-3 is for thousands)")
+    p.add_argument("--beta-lr-scale", type=positive_float, default=30.0,
+                   help="the person's β learns at this multiple of --lr (default 30: at 1 it barely moved in a budget's ~200 steps, measured)")
     p.add_argument("--augment", action="store_true",
                    help="augment the frames as the base training does (jitter, mirror, colour, occluders); off by default: it slowed fitting, measured")
     p.add_argument("--min-reliability", type=unit_float, default=None, metavar="R",
@@ -146,7 +148,7 @@ def run(args) -> dict | None:
                              seed=args.seed, work_dir=work, resume=args.resume, command=command_line(),
                              progress=not args.no_progress, lr=args.lr, augment=args.augment, detail=detail,
                              teacher=teacher, overrides=args.overrides, patience=args.patience,
-                             **reliability_option(args))
+                             beta_lr_scale=args.beta_lr_scale, **reliability_option(args))
     if not is_main_process():
         return None
     summary["prepare"] = {k: prep.get(k) for k in ("images", "videos")}
