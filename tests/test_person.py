@@ -378,3 +378,26 @@ def test_beta_learns_at_its_own_rate(prepared, tmp_path):
         ups.append(float(stage.model.vit.blocks[0].adapter.up.weight.detach().abs().max()))
     np.testing.assert_allclose(moved, [3e-3 / 10, 3e-2 / 10], rtol=1e-3)
     np.testing.assert_allclose(ups, [3e-3 / 10, 3e-3 / 10], rtol=1e-3)
+
+
+def test_identity_through_beta_reaches_only_the_persons_beta(trained, prepared):
+    """The β-only likeness pass: L_id's gradient reaches the person's β, none of the adapters or
+    layer norms (every encoder output is detached there)."""
+    from facetwin.training.person_stage import PERSON_BETA
+
+    stage = trained["stage"]
+    if stage.identity_loss is None:
+        pytest.skip("no dlib face descriptor")
+    images, ds = _crops(prepared)
+    batch = {"image": images, "landmarks": torch.stack([ds[i]["landmarks"] for i in range(len(images))]),
+             "skin": torch.stack([ds[i]["skin"] for i in range(len(images))])}
+    model = stage.model.train()
+    model.zero_grad(set_to_none=True)
+    loss = stage.identity_through_beta(model, batch)
+    assert torch.isfinite(loss) and float(loss) > 0
+    loss.backward()
+    beta = getattr(model, PERSON_BETA)
+    assert beta.grad is not None and float(beta.grad.abs().max()) > 0
+    others = [p for p in model.parameters() if p.requires_grad and p is not beta]
+    assert others and all(p.grad is None or float(p.grad.abs().max()) == 0 for p in others)
+    model.zero_grad(set_to_none=True)

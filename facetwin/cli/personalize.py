@@ -64,6 +64,8 @@ def add_person_training_args(p) -> None:
                    help="Adam learning rate of the person parameters (default 3e-3: a CPU budget is ~100 steps; the paper's 1e-3 is for thousands)")
     p.add_argument("--beta-lr-scale", type=positive_float, default=30.0,
                    help="the person's β learns at this multiple of --lr (default 30: at 1 it barely moved in a budget's ~200 steps, measured)")
+    p.add_argument("--identity-on-beta", type=float, default=0.0, metavar="W",
+                   help="also L_id with weight W in a pass where only the person's β learns (likeness through the identity; default 0)")
     p.add_argument("--augment", action="store_true",
                    help="augment the frames as the base training does (jitter, mirror, colour, occluders); off by default: it slowed fitting, measured")
     p.add_argument("--min-reliability", type=unit_float, default=None, metavar="R",
@@ -148,7 +150,8 @@ def run(args) -> dict | None:
                              seed=args.seed, work_dir=work, resume=args.resume, command=command_line(),
                              progress=not args.no_progress, lr=args.lr, augment=args.augment, detail=detail,
                              teacher=teacher, overrides=args.overrides, patience=args.patience,
-                             beta_lr_scale=args.beta_lr_scale, **reliability_option(args))
+                             beta_lr_scale=args.beta_lr_scale, identity_on_beta=args.identity_on_beta,
+                             **reliability_option(args))
     if not is_main_process():
         return None
     summary["prepare"] = {k: prep.get(k) for k in ("images", "videos")}

@@ -47,6 +47,7 @@ class PersonSettings:
     min_delta: float = 0.005       # relative held-out NME gain that counts as a gain
     contour: str = "static"        # held-out NME convention (as `facetwin evaluate landmarks`)
     shared_beta: bool = True       # one trained β for every frame (else per-frame β + L_sc)
+    identity_on_beta: float = 0.0  # weight of L_id in a second pass where only the person's β has a gradient
     beta_lr_scale: float = 30.0    # the person's β learns at 30× the run's lr: at 1× it barely moved in ~200 steps (measured)
 
 
@@ -165,6 +166,13 @@ class PersonStage(CoarseStage):
     # -- the loop's hooks ------------------------------------------------------------------
     def training_step(self, model, batch, step):
         total, logs = super().training_step(model, batch, step)
+        w = self.settings.identity_on_beta
+        encoder = getattr(model, "module", model)
+        if w > 0 and self.identity_loss is not None and self.shared_shape(encoder) is not None \
+                and self.cfg.render.enabled and step >= self.cfg.render.landmark_only_steps:
+            term = w * self.identity_through_beta(model, batch)
+            total = total + term
+            logs["identity_beta"] = float(term.detach())
         if self._bar is not None:
             now = time.time()
             if self.deadline:
@@ -176,6 +184,24 @@ class PersonStage(CoarseStage):
                 post["val_nme"] = f"{self.best_val:.4f}"
             self._bar.set_postfix(post, refresh=True)
         return total, logs
+
+    def identity_through_beta(self, model, batch, n: int = 2) -> torch.Tensor:
+        """L_id (unweighted) of the first ``n`` frames in a pass where every encoder output is
+        detached and only the person's β (and the camera re-fitted to it) carries a gradient: the
+        likeness term moves the identity, not the adapters' pose, expression, albedo or light."""
+        from facetwin.losses.perceptual import composite_render
+        from facetwin.networks.coarse_encoder import CoarseParams
+
+        sub = {k: v[:n] if torch.is_tensor(v) else v for k, v in batch.items()}
+        images = sub["image"].float()
+        encoder = getattr(model, "module", model)
+        with torch.no_grad(), self.autocast():
+            own = model(self.coarse.encoder_input(images))
+        own = CoarseParams(**{k: v.detach().float() for k, v in own.as_dict().items()})
+        params = self.coarse.complete(own, images, encoder=encoder, shape=self.shared_shape(encoder))
+        x, _ = self.coarse.loss_inputs(params, sub, self.weights, with_render=True)
+        paste = x.perceptual_mask if x.perceptual_mask is not None else x.render_mask
+        return self.identity_loss(composite_render(x.render, x.image, paste), x.image, x.gt_landmarks)
 
     def should_stop(self, step: int) -> bool:
         """Budget spent or early-stopped; the same answer on every process."""
