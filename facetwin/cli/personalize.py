@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from facetwin.cli.main import add_json_flag, positive_float, positive_int, unit_float
+from facetwin.cli.main import add_json_flag, nonnegative_float, positive_float, positive_int, unit_float
 from facetwin.errors import FacetwinError
 
 
@@ -64,7 +64,7 @@ def add_person_training_args(p) -> None:
                    help="Adam learning rate of the person parameters (default 3e-3: a CPU budget is ~100 steps; the paper's 1e-3 is for thousands)")
     p.add_argument("--beta-lr-scale", type=positive_float, default=30.0,
                    help="the person's β learns at this multiple of --lr (default 30: at 1 it barely moved in a budget's ~200 steps, measured)")
-    p.add_argument("--identity-on-beta", type=float, default=0.0, metavar="W",
+    p.add_argument("--identity-on-beta", type=nonnegative_float, default=0.0, metavar="W",
                    help="also L_id with weight W in a pass where only the person's β learns (likeness through the identity; default 0)")
     p.add_argument("--augment", action="store_true",
                    help="augment the frames as the base training does (jitter, mirror, colour, occluders); off by default: it slowed fitting, measured")
