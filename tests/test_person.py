@@ -51,6 +51,13 @@ def _crops(prepared, n=4):
     return torch.stack([ds[i]["image"] for i in range(min(n, len(ds)))]), ds
 
 
+def _batch(prepared, n=4):
+    """Crops with their labels and skin masks, as a training batch."""
+    images, ds = _crops(prepared, n)
+    return {"image": images, "landmarks": torch.stack([ds[i]["landmarks"] for i in range(len(images))]),
+            "skin": torch.stack([ds[i]["skin"] for i in range(len(images))])}
+
+
 def test_adapters_are_the_identity_at_insertion(prepared):
     images, _ = _crops(prepared)
     model, _ = load_coarse_model()
@@ -388,16 +395,53 @@ def test_identity_through_beta_reaches_only_the_persons_beta(trained, prepared):
     stage = trained["stage"]
     if stage.identity_loss is None:
         pytest.skip("no dlib face descriptor")
-    images, ds = _crops(prepared)
-    batch = {"image": images, "landmarks": torch.stack([ds[i]["landmarks"] for i in range(len(images))]),
-             "skin": torch.stack([ds[i]["skin"] for i in range(len(images))])}
+    batch = _batch(prepared)
     model = stage.model.train()
     model.zero_grad(set_to_none=True)
-    loss = stage.identity_through_beta(model, batch)
+    loss = stage.identity_through(model, batch, ("shape",))
     assert torch.isfinite(loss) and float(loss) > 0
     loss.backward()
     beta = getattr(model, PERSON_BETA)
     assert beta.grad is not None and float(beta.grad.abs().max()) > 0
     others = [p for p in model.parameters() if p.requires_grad and p is not beta]
     assert others and all(p.grad is None or float(p.grad.abs().max()) == 0 for p in others)
+    model.zero_grad(set_to_none=True)
+
+
+def test_identity_through_appearance_reaches_only_albedo_and_light(trained, prepared):
+    """The appearance-only likeness pass: of the encoder's outputs only albedo and light receive
+    L_id's gradient (so it cannot pull β, expression, pose or camera off the photo), through them
+    the adapters do, and the person's β gets none."""
+    from facetwin.training.person_stage import PERSON_BETA
+
+    stage = trained["stage"]
+    if stage.identity_loss is None:
+        pytest.skip("no dlib face descriptor")
+    model = stage.model.train()
+    outputs = {}
+
+    class Spy(torch.nn.Module):  # the stage reads the encoder from ``.module``, calls the spy
+        def __init__(self):
+            super().__init__()
+            self.module = model
+
+        def forward(self, x):
+            own = model(x)
+            for k, v in own.as_dict().items():
+                v.retain_grad()
+                outputs[k] = v
+            return own
+
+    model.zero_grad(set_to_none=True)
+    loss = stage.identity_through(Spy(), _batch(prepared), ("albedo", "light"))
+    assert torch.isfinite(loss) and float(loss) > 0
+    loss.backward()
+    for k in ("albedo", "light"):
+        assert outputs[k].grad is not None and float(outputs[k].grad.abs().max()) > 0, k
+    for k in ("shape", "expression", "pose", "scale", "translation"):
+        assert outputs[k].grad is None or float(outputs[k].grad.abs().max()) == 0, k
+    beta = getattr(model, PERSON_BETA)
+    assert beta.grad is None or float(beta.grad.abs().max()) == 0
+    adapters = [p for n, p in model.named_parameters() if "adapter" in n]
+    assert adapters and any(p.grad is not None and float(p.grad.abs().max()) > 0 for p in adapters)
     model.zero_grad(set_to_none=True)

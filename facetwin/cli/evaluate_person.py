@@ -194,7 +194,9 @@ def run(args) -> dict:
                                          max_steps=args.max_steps, adapter_width=args.adapter_width, batch_size=args.batch_size,
                                          threads=args.threads, seed=args.seed, work_dir=work / f"fold{f}", command=command_line(),
                                          progress=not args.no_progress, lr=args.lr, augment=args.augment, overrides=args.overrides,
-                                         patience=args.patience, beta_lr_scale=args.beta_lr_scale, identity_on_beta=args.identity_on_beta, detail=detail, teacher=teacher, **reliability_option(args))
+                                         patience=args.patience, beta_lr_scale=args.beta_lr_scale, identity_on_beta=args.identity_on_beta,
+                                         identity_on_appearance=args.identity_on_appearance, detail=detail, teacher=teacher,
+                                         **reliability_option(args))
             test = Subset(plain, [index[k] for k in test_keys])
             base_model, person_model = load_coarse_model(base)[0], load_coarse_model(base)[0]
             base_enc, person_enc = base_model.encoder, person_model.encoder

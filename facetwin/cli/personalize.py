@@ -66,6 +66,8 @@ def add_person_training_args(p) -> None:
                    help="the person's β learns at this multiple of --lr (default 30: at 1 it barely moved in a budget's ~200 steps, measured)")
     p.add_argument("--identity-on-beta", type=nonnegative_float, default=0.0, metavar="W",
                    help="also L_id with weight W in a pass where only the person's β learns (likeness through the identity; default 0)")
+    p.add_argument("--identity-on-appearance", type=nonnegative_float, default=0.0, metavar="W",
+                   help="also L_id with weight W in a pass where only albedo and light learn (likeness without moving the geometry; default 0)")
     p.add_argument("--augment", action="store_true",
                    help="augment the frames as the base training does (jitter, mirror, colour, occluders); off by default: it slowed fitting, measured")
     p.add_argument("--min-reliability", type=unit_float, default=None, metavar="R",
@@ -151,6 +153,7 @@ def run(args) -> dict | None:
                              progress=not args.no_progress, lr=args.lr, augment=args.augment, detail=detail,
                              teacher=teacher, overrides=args.overrides, patience=args.patience,
                              beta_lr_scale=args.beta_lr_scale, identity_on_beta=args.identity_on_beta,
+                             identity_on_appearance=args.identity_on_appearance,
                              **reliability_option(args))
     if not is_main_process():
         return None

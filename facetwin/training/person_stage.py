@@ -48,6 +48,7 @@ class PersonSettings:
     contour: str = "static"        # held-out NME convention (as `facetwin evaluate landmarks`)
     shared_beta: bool = True       # one trained β for every frame (else per-frame β + L_sc)
     identity_on_beta: float = 0.0  # weight of L_id in a second pass where only the person's β has a gradient
+    identity_on_appearance: float = 0.0  # weight of L_id in a pass where only albedo and light have a gradient
     beta_lr_scale: float = 30.0    # the person's β learns at 30× the run's lr: at 1× it barely moved in ~200 steps (measured)
 
 
@@ -166,13 +167,14 @@ class PersonStage(CoarseStage):
     # -- the loop's hooks ------------------------------------------------------------------
     def training_step(self, model, batch, step):
         total, logs = super().training_step(model, batch, step)
-        w = self.settings.identity_on_beta
         encoder = getattr(model, "module", model)
-        if w > 0 and self.identity_loss is not None and self.shared_shape(encoder) is not None \
-                and self.cfg.render.enabled and step >= self.cfg.render.landmark_only_steps:
-            term = w * self.identity_through_beta(model, batch)
-            total = total + term
-            logs["identity_beta"] = float(term.detach())
+        if self.identity_loss is not None and self.cfg.render.enabled and step >= self.cfg.render.landmark_only_steps:
+            for name, w, live in (("identity_beta", self.settings.identity_on_beta, ("shape",)),
+                                  ("identity_appearance", self.settings.identity_on_appearance, ("albedo", "light"))):
+                if w > 0 and (live != ("shape",) or self.shared_shape(encoder) is not None):
+                    term = w * self.identity_through(model, batch, live)
+                    total = total + term
+                    logs[name] = float(term.detach())
         if self._bar is not None:
             now = time.time()
             if self.deadline:
@@ -185,20 +187,26 @@ class PersonStage(CoarseStage):
             self._bar.set_postfix(post, refresh=True)
         return total, logs
 
-    def identity_through_beta(self, model, batch, n: int = 2) -> torch.Tensor:
-        """L_id (unweighted) of the first ``n`` frames in a pass where every encoder output is
-        detached and only the person's β (and the camera re-fitted to it) carries a gradient: the
-        likeness term moves the identity, not the adapters' pose, expression, albedo or light."""
+    def identity_through(self, model, batch, live: tuple[str, ...] = ("shape",), n: int = 2) -> torch.Tensor:
+        """L_id (unweighted) of the first ``n`` frames in a pass where only the encoder outputs
+        named in ``live`` (fields of :class:`~facetwin.networks.coarse_encoder.CoarseParams`) carry
+        a gradient. ``("shape",)``: only the person's β (and the camera re-fitted to it) learns from
+        it — the likeness moves the identity, not the adapters' pose or expression; ``("albedo",
+        "light")``: the adapters learn it through the appearance only, so it cannot pull the
+        geometry (and the landmarks) away from the photo."""
         from facetwin.losses.perceptual import composite_render
         from facetwin.networks.coarse_encoder import CoarseParams
 
         sub = {k: v[:n] if torch.is_tensor(v) else v for k, v in batch.items()}
         images = sub["image"].float()
         encoder = getattr(model, "module", model)
-        with torch.no_grad(), self.autocast():
+        with self.autocast(), torch.set_grad_enabled(live != ("shape",)):
             own = model(self.coarse.encoder_input(images))
-        own = CoarseParams(**{k: v.detach().float() for k, v in own.as_dict().items()})
-        params = self.coarse.complete(own, images, encoder=encoder, shape=self.shared_shape(encoder))
+        own = CoarseParams(**{k: (v if k in live else v.detach()).float() for k, v in own.as_dict().items()})
+        shape = self.shared_shape(encoder)
+        if shape is not None and "shape" not in live:
+            shape = shape.detach()
+        params = self.coarse.complete(own, images, encoder=encoder, shape=shape)
         x, _ = self.coarse.loss_inputs(params, sub, self.weights, with_render=True)
         paste = x.perceptual_mask if x.perceptual_mask is not None else x.render_mask
         return self.identity_loss(composite_render(x.render, x.image, paste), x.image, x.gt_landmarks)

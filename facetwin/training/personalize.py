@@ -133,7 +133,7 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
                 min_reliability: float = MIN_RELIABILITY, detail: str | Path | None = None, teacher: str | Path | None = None,
                 detail_share: float = DETAIL_SHARE, overrides: list[str] | None = None,
                 patience: int | None = None, beta_lr_scale: float = 30.0,
-                identity_on_beta: float = 0.0) -> tuple[dict, object]:
+                identity_on_beta: float = 0.0, identity_on_appearance: float = 0.0) -> tuple[dict, object]:
     """Train the person's adapters (on the base encoder file ``base_path``) on the prepared crops in ``prepared`` (only ``keys`` when
     given) and write the person file ``out``. ``started``: ``time.time()`` when the user's budget
     began (default now); the training stops at ``started + 60 · minutes`` less a reserve for
@@ -210,14 +210,16 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
         detail, teacher = resolve_detail_file(detail, "mae"), resolve_detail_file(teacher, "unet")
         read_detail_network(detail, "mae"), read_detail_network(teacher, "unet")  # refuse a wrong file before training
         detail_deadline, deadline = deadline, time.time() + (1 - detail_share) * (deadline - time.time())
-    settings = PersonSettings(adapter_width=adapter_width, beta_lr_scale=beta_lr_scale, identity_on_beta=identity_on_beta)
+    settings = PersonSettings(adapter_width=adapter_width, beta_lr_scale=beta_lr_scale, identity_on_beta=identity_on_beta,
+                              identity_on_appearance=identity_on_appearance)
     if patience is not None:
         settings.patience = patience
     stage = PersonStage(cfg, settings, Subset(train_aug, train_idx), Subset(plain, val_idx) if val_idx else None,
                         identity_set=Subset(plain, chosen), deadline=deadline, progress=progress)
     config = to_dict(cfg)
     config["person"] = {"adapter_width": adapter_width, "minutes": minutes, "min_reliability": min_reliability,
-                        "beta_lr_scale": beta_lr_scale, "identity_on_beta": identity_on_beta}
+                        "beta_lr_scale": beta_lr_scale, "identity_on_beta": identity_on_beta,
+                        "identity_on_appearance": identity_on_appearance}
     config["command"] = command
     # the run folder (``work_dir/run``) belongs to this person file: a new personalisation replaces
     # the run in it (the prepared frames beside it are kept); ``resume`` continues it instead
