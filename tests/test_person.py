@@ -149,6 +149,10 @@ def test_person_file_size_metadata_and_roundtrip(trained, prepared):
     assert p.meta["frames"]["total"] == len(PHOTOS) and p.meta["command"] == "test"
     assert p.meta["head_model"] == "open" and p.meta["adapter_width"] == 32 and p.meta["dtype"] == "float16"
     assert p.meta["training_seconds"] > 0 and "loss" in p.meta["config"]
+    # photos only: the photo-set L_id weights were used, and recorded
+    person_cfg = p.meta["config"]["person"]
+    assert (person_cfg["identity_on_beta"], person_cfg["identity_on_appearance"]) == (1.0, 5.0)
+    assert (trained["summary"]["identity_on_beta"], trained["summary"]["identity_on_appearance"]) == (1.0, 5.0)
     assert p.beta_mean.shape == (100,) and (p.beta_std > 0).any()
     # loaded onto the base it gives the trained model's outputs (fp16 storage), and its β everywhere
     images, _ = _crops(prepared)
@@ -338,6 +342,21 @@ def test_set_overrides_the_person_runs_config(prepared, tmp_path):
     with pytest.raises(FacetwinError, match="loss"):
         personalize(prepared, tmp_path / "c.facetwin", DEFAULT_CHECKPOINT, minutes=30, max_steps=1, batch_size=4,
                     threads=1, progress=False, overrides=["loss.no_such_weight=1"])
+
+
+def test_identity_weights_default_to_the_photo_set_ones_only_without_a_video():
+    from facetwin.data.prepared import is_video_frame
+    from facetwin.training.person_stage import PHOTO_IDENTITY_ON_APPEARANCE, PHOTO_IDENTITY_ON_BETA, identity_weights
+
+    photos = ["me/a.jpg", "me/b.png", "me/group.jpg#face1"]  # a photo's second face is still a photo
+    clip = ["me/talk.mp4#f000012", "me/talk.mp4#f000024"]
+    assert [is_video_frame(k) for k in photos + clip] == [False, False, False, True, True]
+    assert identity_weights(photos) == (PHOTO_IDENTITY_ON_BETA, PHOTO_IDENTITY_ON_APPEARANCE) == (1.0, 5.0)
+    assert identity_weights(clip) == (0.0, 0.0)
+    assert identity_weights(photos + clip[:1]) == (0.0, 0.0)  # one video among the inputs: the video recipe
+    assert identity_weights(photos, 0.0, None) == (0.0, 5.0)  # a weight given is kept, 0 included
+    assert identity_weights(clip, 2.0, 3.0) == (2.0, 3.0)
+    assert identity_weights([]) == (0.0, 0.0)
 
 
 def test_early_stopping_counts_evaluations_without_a_real_gain(monkeypatch):

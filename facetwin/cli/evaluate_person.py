@@ -249,7 +249,8 @@ def run(args) -> dict:
             row = {"fold": f, "train_frames": len(train_keys), "test_frames": len(test_keys), "steps": summary["steps"],
                    "stop_reason": summary["stop_reason"], "unreliable_dropped": summary["frames"].get("unreliable_dropped", 0),
                    "personalize_seconds": round(summary["seconds"] + prep_share, 1),
-                   "train_seconds": summary["train_seconds"]}
+                   "train_seconds": summary["train_seconds"], "identity_on_beta": summary["identity_on_beta"],
+                   "identity_on_appearance": summary["identity_on_appearance"]}
             for m, p in preds.items():
                 e = ev.landmark_errors(p["landmarks"], p["labels"])
                 per_model[m]["errors"].append(e)

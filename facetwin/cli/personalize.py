@@ -64,10 +64,12 @@ def add_person_training_args(p) -> None:
                    help="Adam learning rate of the person parameters (default 3e-3: a CPU budget is ~100 steps; the paper's 1e-3 is for thousands)")
     p.add_argument("--beta-lr-scale", type=positive_float, default=30.0,
                    help="the person's β learns at this multiple of --lr (default 30: at 1 it barely moved in a budget's ~200 steps, measured)")
-    p.add_argument("--identity-on-beta", type=nonnegative_float, default=0.0, metavar="W",
-                   help="also L_id with weight W in a pass where only the person's β learns (likeness through the identity; default 0)")
-    p.add_argument("--identity-on-appearance", type=nonnegative_float, default=0.0, metavar="W",
-                   help="also L_id with weight W in a pass where only albedo and light learn (likeness without moving the geometry; default 0)")
+    p.add_argument("--identity-on-beta", type=nonnegative_float, default=None, metavar="W",
+                   help="also L_id with weight W in a pass where only the person's β learns (likeness through the identity; "
+                        "default 1 for photos only, 0 when a video is among the inputs: measured in BENCHMARKS.md)")
+    p.add_argument("--identity-on-appearance", type=nonnegative_float, default=None, metavar="W",
+                   help="also L_id with weight W in a pass where only albedo and light learn (likeness without moving the geometry; "
+                        "default 5 for photos only, 0 when a video is among the inputs)")
     p.add_argument("--augment", action="store_true",
                    help="augment the frames as the base training does (jitter, mirror, colour, occluders); off by default: it slowed fitting, measured")
     p.add_argument("--min-reliability", type=unit_float, default=None, metavar="R",

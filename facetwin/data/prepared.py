@@ -30,6 +30,7 @@ engine seeds per sample (so a run is reproducible and resumes exactly).
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,12 @@ def clip_name(key: str) -> str:
     """The clip (or photo) a prepared item's key comes from: ``videos/smirk_skarsgard.mp4#f000012``
     → ``smirk_skarsgard``."""
     return key.split("#", 1)[0].rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def is_video_frame(key: str) -> bool:
+    """Whether a prepared item's key is a video frame (``clip.mp4#f000012``; a photo's extra faces
+    are ``photo.jpg#face1``)."""
+    return re.search(r"#f\d", key) is not None
 
 
 def load_manifest(folder) -> list[dict]:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from facetwin.data.prepared import is_video_frame
 from facetwin.models.person import person_state, prepare_encoder, write_person
 from facetwin.training.coarse_stage import CoarseConfig, CoarseStage
 
@@ -50,6 +51,25 @@ class PersonSettings:
     identity_on_beta: float = 0.0  # weight of L_id in a second pass where only the person's β has a gradient
     identity_on_appearance: float = 0.0  # weight of L_id in a pass where only albedo and light have a gradient
     beta_lr_scale: float = 30.0    # the person's β learns at 30× the run's lr: at 1× it barely moved in ~200 steps (measured)
+
+
+# The L_id weights a photo set (no video frame among the training frames) gets by default. Measured
+# on 6 identities/eval people (BENCHMARKS.md): with them the person's render is closer to new photos
+# than the base model's on 5 of 6 (without them on 1 of 6) at an equal landmark error; on 4 videos
+# they cost 6 points of the NME reduction (and made smirk_skarsgard worse than the base), so a
+# set with a video keeps 0 — its many frames of one light already hold the identity.
+PHOTO_IDENTITY_ON_BETA = 1.0
+PHOTO_IDENTITY_ON_APPEARANCE = 5.0
+
+
+def identity_weights(keys: list[str], on_beta: float | None = None,
+                     on_appearance: float | None = None) -> tuple[float, float]:
+    """(identity_on_beta, identity_on_appearance) for training frames ``keys`` (prepared keys; a
+    video frame's holds ``#f`` and a frame number): a weight given is kept, one left ``None`` takes the photo-set
+    default when no key is a video frame, else 0."""
+    photos = bool(keys) and not any(is_video_frame(k) for k in keys)
+    return (on_beta if on_beta is not None else (PHOTO_IDENTITY_ON_BETA if photos else 0.0),
+            on_appearance if on_appearance is not None else (PHOTO_IDENTITY_ON_APPEARANCE if photos else 0.0))
 
 
 @torch.no_grad()

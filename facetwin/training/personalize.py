@@ -117,8 +117,10 @@ def split_held_out(keys: list[str], seed: int = 0) -> tuple[list[int], list[int]
     if n_val == 0:
         return list(range(n)), []
     n_val = max(1, n_val)
+    from facetwin.data.prepared import is_video_frame
+
     sources = {k.split("#")[0] for k in keys}
-    if len(sources) == 1 and "#f" in keys[0]:
+    if len(sources) == 1 and is_video_frame(keys[0]):
         order = sorted(range(n), key=lambda i: keys[i])
     else:
         order = np.random.default_rng(seed).permutation(n).tolist()
@@ -133,7 +135,7 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
                 min_reliability: float = MIN_RELIABILITY, detail: str | Path | None = None, teacher: str | Path | None = None,
                 detail_share: float = DETAIL_SHARE, overrides: list[str] | None = None,
                 patience: int | None = None, beta_lr_scale: float = 30.0,
-                identity_on_beta: float = 0.0, identity_on_appearance: float = 0.0) -> tuple[dict, object]:
+                identity_on_beta: float | None = None, identity_on_appearance: float | None = None) -> tuple[dict, object]:
     """Train the person's adapters (on the base encoder file ``base_path``) on the prepared crops in ``prepared`` (only ``keys`` when
     given) and write the person file ``out``. ``started``: ``time.time()`` when the user's budget
     began (default now); the training stops at ``started + 60 · minutes`` less a reserve for
@@ -141,6 +143,8 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     the detail part follows in the last ``detail_share`` of the budget (:func:`personalize_details`)
     and the person file carries it too. ``overrides``: ``key=value`` changes of the coarse config
     (``loss.identity=5``: the same syntax as ``facetwin train --set``), applied last.
+    ``identity_on_beta`` / ``identity_on_appearance``: None takes :func:`~facetwin.training.person_stage.identity_weights`'
+    default (the photo-set weights unless a training frame comes from a video).
     Returns (summary, the stage) — the summary only on the main process."""
     from facetwin.data.prepared import PreparedDataset
     from facetwin.models import files
@@ -148,7 +152,7 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     from facetwin.models.person import person_state, write_person
     from facetwin.training.config import to_dict
     from facetwin.training.engine import Trainer
-    from facetwin.training.person_stage import PersonSettings, PersonStage, person_meta
+    from facetwin.training.person_stage import PersonSettings, PersonStage, identity_weights, person_meta
 
     started = time.time() if started is None else started
     base_path = Path(base_path)
@@ -210,6 +214,8 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
         detail, teacher = resolve_detail_file(detail, "mae"), resolve_detail_file(teacher, "unet")
         read_detail_network(detail, "mae"), read_detail_network(teacher, "unet")  # refuse a wrong file before training
         detail_deadline, deadline = deadline, time.time() + (1 - detail_share) * (deadline - time.time())
+    identity_on_beta, identity_on_appearance = identity_weights([plain.keys[i] for i in chosen], identity_on_beta,
+                                                                identity_on_appearance)
     settings = PersonSettings(adapter_width=adapter_width, beta_lr_scale=beta_lr_scale, identity_on_beta=identity_on_beta,
                               identity_on_appearance=identity_on_appearance)
     if patience is not None:
@@ -256,6 +262,7 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
         "held_out_nme": pmeta["held_out_nme"], "stop_reason": stage.stop_reason, "loss": last.get("loss"),
         "train_nme": last.get("nme"), "train_seconds": round(time.time() - t_train, 1), "seconds": round(seconds, 1),
         "beta_std_mean": float(ident["beta_std"].mean()), "neutral_rms_mm": ident["neutral_rms_mm"],
+        "identity_on_beta": identity_on_beta, "identity_on_appearance": identity_on_appearance,
         "work_dir": str(work_dir), "metrics": str(work_dir / "run" / "metrics.jsonl"),
     }
     if "detail" in extra:
