@@ -359,6 +359,18 @@ def test_identity_weights_default_to_the_photo_set_ones_only_without_a_video():
     assert identity_weights([]) == (0.0, 0.0)
 
 
+def test_a_set_without_a_held_out_split_stops_after_no_split_steps(prepared, tmp_path, monkeypatch):
+    """4 photos: no held-out split, so the run stops at NO_SPLIT_STEPS (here 3), not on the budget
+    or --max-steps, and says so."""
+    from facetwin.training import personalize as module
+
+    monkeypatch.setattr(module, "NO_SPLIT_STEPS", 3)
+    with pytest.warns(UserWarning, match="no held-out split for early stopping, so training stops after 3 steps"):
+        summary, _ = module.personalize(prepared, tmp_path / "s.facetwin", DEFAULT_CHECKPOINT, minutes=30, max_steps=2000,
+                                        batch_size=4, threads=1, progress=False)
+    assert summary["steps"] == 3 and summary["frames"]["held_out"] == 0
+
+
 def test_early_stopping_counts_evaluations_without_a_real_gain(monkeypatch):
     """Known sequence of held-out NMEs: a gain must be ≥ min_delta (0.5 %) to reset the count;
     the lowest value is kept as the best even when it is not a real gain; ``patience`` bad

@@ -23,7 +23,10 @@ from facetwin.errors import FacetwinError
 
 DETAIL_SHARE = 0.3      # of the training budget, for the detail part (when a detail model is given)
 VAL_FRACTION = 0.1      # held-out share of the person's frames (early stopping)
-MIN_FRAMES_FOR_VAL = 5  # fewer frames: no held-out split (stop on the budget / steps)
+MIN_FRAMES_FOR_VAL = 5  # fewer frames: no held-out split (stop after NO_SPLIT_STEPS)
+# without a held-out split nothing tells when to stop, and the whole budget on 1 photo overfits it
+# (BENCHMARKS.md): stop where early stopping stopped on the photo sets that had one (median of 17)
+NO_SPLIT_STEPS = 30
 MIN_RELIABILITY = 0.0   # train only on frames whose automatic labels are at least this reliable
 MIN_KEPT = 3            # ... unless that leaves fewer frames than this: then the most reliable ones
 
@@ -197,8 +200,10 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
     if not va:
         import warnings
 
-        warnings.warn(f"only {len(chosen)} frame(s): no held-out split, so no early stopping; with 1–2 photos the person "
-                      f"model can overfit and get worse on new photos (measured in BENCHMARKS.md) — give it {MIN_FRAMES_FOR_VAL} or more")
+        cfg.run.steps = min(cfg.run.steps, NO_SPLIT_STEPS)
+        warnings.warn(f"only {len(chosen)} frame(s): no held-out split for early stopping, so training stops after "
+                      f"{cfg.run.steps} steps; with 1–2 photos the person model can still get worse on new photos "
+                      f"(measured in BENCHMARKS.md) — give it {MIN_FRAMES_FOR_VAL} or more")
     train_idx, val_idx = [chosen[i] for i in tr], [chosen[i] for i in va]
     from torch.utils.data import Subset
 
