@@ -25,7 +25,7 @@ DETAIL_SHARE = 0.3      # of the training budget, for the detail part (when a de
 VAL_FRACTION = 0.1      # held-out share of the person's frames (early stopping)
 MIN_FRAMES_FOR_VAL = 5  # fewer frames: no held-out split (stop after NO_SPLIT_STEPS)
 # without a held-out split nothing tells when to stop, and the whole budget on 1 photo overfits it
-# (BENCHMARKS.md): stop where early stopping stopped on the photo sets that had one (median of 17)
+# (BENCHMARKS.md): stop at the step early stopping kept on the photo sets that had one (median of 17 runs)
 NO_SPLIT_STEPS = 30
 MIN_RELIABILITY = 0.0   # train only on frames whose automatic labels are at least this reliable
 MIN_KEPT = 3            # ... unless that leaves fewer frames than this: then the most reliable ones
