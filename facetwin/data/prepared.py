@@ -30,7 +30,6 @@ engine seeds per sample (so a run is reproducible and resumes exactly).
 
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,8 +87,10 @@ def clip_name(key: str) -> str:
 
 def is_video_frame(key: str) -> bool:
     """Whether a prepared item's key is a video frame (``clip.mp4#f000012``; a photo's extra faces
-    are ``photo.jpg#face1``)."""
-    return re.search(r"#f\d", key) is not None
+    are ``photo.jpg#face1``): its source has a video extension."""
+    from facetwin.data.io import is_video_path
+
+    return is_video_path(key.split("#", 1)[0])
 
 
 def load_manifest(folder) -> list[dict]:
