@@ -110,3 +110,20 @@ def test_clean_temporaries_removes_only_dead_writers(tmp_path):
         p.write_bytes(b"123")
     assert clean_temporaries(tmp_path) == 1
     assert not stale.exists() and live.exists() and keep.exists()
+
+
+def test_human_output_shortens_long_number_lists_and_lists_one_entry_a_line(capsys):
+    """A person's β (100 numbers) prints as its first values and its length, each output on its
+    own line; --json keeps every value."""
+    from facetwin.cli.main import print_result
+
+    beta = [0.123456 * i for i in range(100)]
+    result = {"person": {"person": "anna", "beta": beta}, "outputs": [{"name": "a", "face": 0}, {"name": "b", "face": 1}],
+              "failures": [], "size": [3, 4]}
+    print_result(result, as_json=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["person:", "  person: anna",
+                     "  beta: [0, 0.1235, 0.2469, 0.3704, ...] (100 values; all of them with --json)",
+                     "outputs:", "  - name a, face 0", "  - name b, face 1", "failures: []", "size: [3, 4]"]
+    print_result(result, as_json=True)
+    assert json.loads(capsys.readouterr().out)["person"]["beta"] == beta

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SHOWN_VALUES = 4  # a longer list of numbers (β: 100) prints as its length and first values; --json has all
+
+
 def print_result(result: dict, as_json: bool) -> None:
     if as_json:
         from facetwin.outputs import dumps_json
@@ -109,6 +112,10 @@ def print_result(result: dict, as_json: bool) -> None:
             print(f"{key}:")
             for k, v in value.items():
                 print(f"  {k}: {_fmt(v)}")
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            print(f"{key}:")  # one line per entry (e.g. reconstruct's outputs, one per image)
+            for v in value:
+                print(f"  - {_fmt(v)}")
         else:
             print(f"{key}: {_fmt(value)}")
 
@@ -118,6 +125,12 @@ def _fmt(value):
         return f"{value:.4g}"
     if isinstance(value, dict):  # a nested table row, e.g. evaluate's by_pose
         return ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if numbers and len(value) > SHOWN_VALUES:
+            head = ", ".join(str(_fmt(v)) for v in value[:SHOWN_VALUES])
+            return f"[{head}, ...] ({len(value)} values; all of them with --json)"
+        return "[" + ", ".join(str(_fmt(v)) for v in value) + "]"
     return value
 
 
