@@ -130,3 +130,25 @@ def test_cli_refuses_a_bad_person_file_with_one_line_and_exit_2(tmp_path, damage
                        capture_output=True, text=True)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and want in r.stderr and "Traceback" not in r.stderr
+
+
+def test_info_describes_a_person_file_and_whether_it_fits_the_shipped_base(tmp_path):
+    path, *_ = _person(tmp_path)
+    tensors, meta = files.read_model_file(path, files.PERSON)
+    other = files.write_model_file(tmp_path / "bob.facetwin", tensors, files.PERSON, {**meta, "base_sha256": "0" * 64},
+                                   exact=(BETA_MEAN, "person.beta_std"), sidecar=False)
+    got = {}
+    for p in (path, other):
+        r = subprocess.run([sys.executable, "-m", "facetwin", "info", str(p), "--json"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        got[p.name] = json.loads(r.stdout.splitlines()[-1])
+    anna = got["anna.facetwin"]
+    assert anna["kind"] == "person file" and anna["format"] == FORMAT and anna["bytes"] == path.stat().st_size
+    assert anna["sha256"] == files.file_sha256(path)[:16] and anna["frames"] == {"train": 3}
+    assert anna["base_model"] == DEFAULT_MODEL_FILE.name and anna["adapter_width"] == 32 and anna["command"] == "test"
+    assert anna["fits_shipped_base_model"] is True and got["bob.facetwin"]["fits_shipped_base_model"] is False
+    base = files.describe(DEFAULT_MODEL_FILE)  # the base model file: its kind and input size
+    assert base["kind"] == "coarse-encoder model file" and base["input_size"] == 224 and "base_model" not in base
+    (tmp_path / "x.facetwin").write_text("not a model")
+    r = subprocess.run([sys.executable, "-m", "facetwin", "info", str(tmp_path / "x.facetwin")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a safetensors file" in r.stderr

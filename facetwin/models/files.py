@@ -169,6 +169,39 @@ def upgrade(meta: dict) -> dict:
     return meta
 
 
+def describe(path: str | Path) -> dict:
+    """What a model file is, from its header alone (no tensors read): kind, format, size,
+    SHA-256 and the facts of its kind — training steps, input size, for a person file its base
+    model, frames, steps, held-out NME, whether it has the detail part. FacetwinError for a
+    file that is not a facetwin model file."""
+    path = _existing(path)
+    meta = read_metadata(path)
+    kind = parse_format(meta.get("format", ""))[0]
+    if kind not in FORMATS:
+        raise FacetwinError(f"{path.name}: unknown model-file format {meta.get('format')!r}")
+    out = {"file": str(path), "kind": kind_name(kind), "format": meta.get("format"), "bytes": path.stat().st_size,
+           "sha256": file_sha256(path), "head_model": meta.get("head_model")}
+    if kind == PERSON:
+        person = (meta.get("config") or {}).get("person") or {}
+        sources = meta.get("sources") or []
+        out.update({"base_model": meta.get("base_checkpoint"), "base_sha256": meta.get("base_sha256"),
+                    "adapter_width": meta.get("adapter_width"), "frames": meta.get("frames"),
+                    "sources": len(sources), "steps": meta.get("steps"), "best_step": meta.get("best_step"),
+                    "stop_reason": meta.get("stop_reason"), "held_out_nme": meta.get("held_out_nme"),
+                    "training_seconds": meta.get("training_seconds"), "neutral_rms_mm": meta.get("neutral_rms_mm"),
+                    "identity_weights": {k: person[k] for k in ("identity_on_beta", "identity_on_appearance") if k in person},
+                    "detail_part": (meta.get("detail") or {}).get("file")})
+    else:
+        out.update({"step": meta.get("step"), "total_steps": meta.get("total_steps")})
+        if kind == COARSE_ENCODER:
+            out.update({"input_size": (meta.get("inference") or {}).get("input_size"),
+                        "identity_head": "identity_head" in meta})
+        if kind == DETAIL_MAE:
+            out["coarse_model"] = (meta.get("coarse_model") or {}).get("file")
+    out["command"] = meta.get("command") or None
+    return {k: v for k, v in out.items() if v is not None and v != {}}
+
+
 def coarse_inference_properties(input_size: int, contour: str) -> dict:
     """The ``inference`` section of a coarse-encoder model file (the data pipeline's crop rule)."""
     from facetwin.data.alignment import DEFAULT_SCALE, DEFAULT_SHIFT_UP
