@@ -1,7 +1,8 @@
 """Test-NME curve of one person transfer (docs/person.md, "What limits the gain"): personalise on
 the first 70 % of a clip's prepared frames for a fixed number of steps, early stopping off, and
-every ``--every`` steps measure the overall NME on the last 30 % (the person's mean β, and the
-adapted encoder's per-frame β) beside the held-out split's NME that early stopping reads.
+every ``--every`` steps measure the overall NME on the last 30 % (with the person's trained β, as
+the person model uses it, and with the adapted encoder's per-frame β) beside the held-out split's
+NME that early stopping reads, and the same on the training frames (how far the fit has gone).
 
     python benchmarks/person_curve.py WORK NAME --steps 150 [--lr 1e-3] [--augment] [--min-reliability 0.6]
 
@@ -38,13 +39,16 @@ def main() -> None:
     from facetwin.evaluation import person as ev
     from facetwin.evaluation.nme import per_image_nme
     from facetwin.models.coarse import load_coarse_model, resolve_model_file
-    from facetwin.models.person import fix_shape
     from facetwin.training import person_stage as ps
     from facetwin.training.personalize import personalize
 
+    from facetwin.models import files
+
     prep = args.work / "prepared"
     train_keys, test_keys = ev.video_split([r["key"] for r in load_manifest(prep)], 0.7)
-    plain = PreparedDataset(prep, 128, augment=False, preload=True)
+    base = resolve_model_file("default")
+    size = int(files.upgrade(files.read_metadata(base))["inference"]["input_size"])  # the crops the base model takes
+    plain = PreparedDataset(prep, size, augment=False, preload=True)
     index = {k: i for i, k in enumerate(plain.keys)}
     test, train = (Subset(plain, [index[k] for k in ks]) for ks in (test_keys, train_keys))
     nme = lambda o: float(per_image_nme(o["landmarks"], o["labels"])["overall"].mean())  # noqa: E731
@@ -54,18 +58,20 @@ def main() -> None:
     def tracked(self, model, step):
         r = evaluate(self, model, step)
         if step % args.every == 0 or step >= self.cfg.run.steps:
-            per_frame = nme(ps.predict(self, self.model, test))
-            handle = fix_shape(self.model, torch.from_numpy(ps.predict(self, self.model, train)["beta"].mean(0)))
-            mean_beta = nme(ps.predict(self, self.model, test))
-            handle.remove()
-            curve.append({"step": step, "held_out": r and r["val_nme"], "test": mean_beta, "test_per_frame_beta": per_frame})
+            person, fit = nme(ps.predict(self, self.model, test)), nme(ps.predict(self, self.model, train))
+            self._per_frame = True  # the adapted encoder's own β per frame
+            try:
+                per_frame = nme(ps.predict(self, self.model, test))
+            finally:
+                self._per_frame = False
+            curve.append({"step": step, "held_out": r and r["val_nme"], "test": person, "test_per_frame_beta": per_frame,
+                          "train": fit})
             print(json.dumps(curve[-1]), flush=True)
         return r
 
     ps.PersonStage.evaluate = tracked
     settings = ps.PersonSettings
     ps.PersonSettings = lambda **kw: settings(**{**kw, "patience": 10 ** 9})  # early stopping off
-    base = resolve_model_file("default")
     t0 = time.time()
     out = args.work / f"curve_{args.name}"
     _, stage = personalize(prep, out / "person.facetwin", base, keys=train_keys, minutes=600, max_steps=args.steps,
