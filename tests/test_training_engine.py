@@ -106,10 +106,53 @@ def test_config_overrides_and_errors(tmp_path):
         load_config(CoarseConfig, str(tmp_path / "nope.yaml"))
 
 
-def test_bf16_autocast_step_runs(tmp_path, data):
-    tr = _trainer(_cfg(tmp_path, "run.steps=2", "run.bf16=true"), data)
+def _network_dtypes(tr):
+    """Train ``tr`` and record the dtype of every Linear output of the network (under the stage's autocast)."""
+    seen = set()
+    hooks = []
+    orig = tr.stage.setup
+
+    def setup(info):
+        orig(info)
+        hooks.extend(m.register_forward_hook(lambda m, i, o: seen.add(o.dtype)) for m in tr.stage.model.modules()
+                     if isinstance(m, torch.nn.Linear))
+
+    tr.stage.setup = setup
     out = tr.train()
+    for h in hooks:
+        h.remove()
+    return out, seen
+
+
+def test_bf16_autocast_step_runs(tmp_path, data, monkeypatch):
+    """Where the device has bf16 in hardware, run.bf16 runs the network's matrix products in bf16."""
+    from facetwin.training import engine
+
+    monkeypatch.setattr(engine.ddp, "native_bf16", lambda device: True)
+    out, dtypes = _network_dtypes(_trainer(_cfg(tmp_path, "run.steps=2", "run.bf16=true"), data))
     assert out["step"] == 2 and torch.isfinite(torch.tensor(out["last"]["loss"]))
+    assert torch.bfloat16 in dtypes and out["precision"] == "bf16"
+
+
+def test_bf16_without_hardware_support_trains_in_float32_and_says_so(tmp_path, data, monkeypatch):
+    """On a CPU without avx512_bf16 / AMX, bf16 autocast is many times slower than float32 (a person step
+    4x, BENCHMARKS.md): run.bf16 then trains in float32, and the summary (what `facetwin train` prints) says so."""
+    from facetwin.training import engine
+
+    monkeypatch.setattr(engine.ddp, "native_bf16", lambda device: False)
+    out, dtypes = _network_dtypes(_trainer(_cfg(tmp_path, "run.steps=2", "run.bf16=true"), data))
+    assert out["step"] == 2 and dtypes == {torch.float32}
+    assert out["precision"] == "float32" and CoarseStage.summary(out)["precision"] == "float32"
+
+
+def test_native_bf16_reads_the_cpu():
+    from facetwin.training.distributed import native_bf16
+
+    cpu = torch.cpu
+    expected = bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported()) if hasattr(cpu, "_is_avx512_bf16_supported") else None
+    if expected is not None and os.uname().machine in ("x86_64", "AMD64"):
+        assert native_bf16(torch.device("cpu")) is expected
+    assert native_bf16(torch.device("meta")) is False
 
 
 def test_outline_only_silhouette_option_trains(tmp_path, data):

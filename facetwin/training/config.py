@@ -64,7 +64,7 @@ class RunConfig:
     batch_size: int = 16          # per process
     seed: int = 0
     threads: int = 0              # torch threads per process (0 = leave torch's default)
-    bf16: bool = False            # bf16 autocast of the network (CPU: avx512_bf16; GPU: any)
+    bf16: bool = False            # bf16 autocast of the network where the device has it in hardware (CPU: avx512_bf16 / AMX), else float32
     checkpoint_every: int = 500   # resumable training state (checkpoints/) + model file (export/) every N steps
     keep_last: int = 3            # checkpoints kept (0 = all)
     log_every: int = 10

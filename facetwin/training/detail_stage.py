@@ -209,7 +209,7 @@ class DetailTeacherStage(Stage):
         last = summary["last"]
         return {"out_dir": summary["out_dir"], "steps": summary["step"], "loss": last.get("loss"),
                 "photometric": last.get("photometric"), "d_abs_mm": last.get("d_abs_mm"),
-                "images_per_s": summary["images_per_s"],
+                "images_per_s": summary["images_per_s"], "precision": summary.get("precision"),
                 "model_file": f"{summary['out_dir']}/export/{MODEL_FILE_NAMES[cls.network_kind]}"}
 
 

@@ -54,7 +54,7 @@ class Stage:
     def summary(summary: dict) -> dict:
         """The CLI's result from :meth:`Trainer.train`'s summary."""
         return {"out_dir": summary["out_dir"], "steps": summary["step"], "loss": summary["last"].get("loss"),
-                "images_per_s": summary["images_per_s"]}
+                "images_per_s": summary["images_per_s"], "precision": summary.get("precision")}
 
     def setup(self, info: ddp.DistInfo) -> None:
         """Build ``self.model`` (the trainable nn.Module, on ``info.device``) and ``self.dataset``."""
@@ -153,12 +153,18 @@ class Trainer:
         self._n_prior = 0  # records in history from before a resume
         self._interrupt = run_folder.InterruptFlag()  # Ctrl-C: finish the step, checkpoint, stop
         self._bar = None
+        self._bf16 = False  # run.bf16 where the device has it (set up by setup())
 
     # -- set-up ----------------------------------------------------------------------------
     def _autocast(self):
-        if not self.run.bf16:
+        if not self._bf16:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.info.device.type, dtype=torch.bfloat16)
+
+    def _use_bf16(self) -> bool:
+        """run.bf16 where the device has bf16 in hardware; elsewhere float32 (autocast there is many times
+        slower, not faster). The summary's ``precision`` says which ran."""
+        return bool(self.run.bf16) and ddp.native_bf16(self.info.device)
 
     def _lr_lambda(self, step: int) -> float:
         o = self.optim_cfg
@@ -181,6 +187,7 @@ class Trainer:
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(self.run.seed)  # same initial weights on every rank
+        self._bf16 = self._use_bf16()
         self.stage.autocast = self._autocast
         self.stage.setup(self.info)
         torch.manual_seed(seed)
@@ -390,7 +397,8 @@ class Trainer:
         train_records = [r for r in self.history[self._n_prior:] if "loss" in r]
         last = train_records[-1] if train_records else {}
         return {"step": self.step, "out_dir": str(self.out), "last": last,
-                "images_per_s": total_images / total_time if total_time else None}
+                "images_per_s": total_images / total_time if total_time else None,
+                "precision": "bf16" if self._bf16 else "float32"}
 
     def _evaluate(self) -> None:
         if self.info.is_main:

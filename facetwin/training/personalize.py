@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from facetwin.errors import FacetwinError
+from facetwin.training.distributed import native_bf16, wants_cuda
 
 DETAIL_SHARE = 0.3      # of the training budget, for the detail part (when a detail model is given)
 VAL_FRACTION = 0.1      # held-out share of the person's frames (early stopping)
@@ -109,6 +111,8 @@ def base_config(meta: dict, base_path: Path, prepared: Path, run_dir: Path):
     r = cfg.run
     r.out_dir, r.checkpoint_every, r.keep_last, r.log_every, r.image_every, r.workers, r.eval_every = \
         str(run_dir), 200, 1, 5, 0, 0, 10
+    # the base model's bf16 only where the hardware has it (elsewhere the engine would say so on every run)
+    r.bf16 = bool(r.bf16) and native_bf16(torch.device("cuda" if wants_cuda(r.device) else "cpu"))
     return cfg
 
 
