@@ -18,10 +18,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from facetwin.errors import FacetwinError
-from facetwin.training.distributed import native_bf16, wants_cuda
 
 DETAIL_SHARE = 0.3      # of the training budget, for the detail part (when a detail model is given)
 VAL_FRACTION = 0.1      # held-out share of the person's frames (early stopping)
@@ -111,8 +109,6 @@ def base_config(meta: dict, base_path: Path, prepared: Path, run_dir: Path):
     r = cfg.run
     r.out_dir, r.checkpoint_every, r.keep_last, r.log_every, r.image_every, r.workers, r.eval_every = \
         str(run_dir), 200, 1, 5, 0, 0, 10
-    # the base model's bf16 only where the hardware has it (elsewhere the engine would say so on every run)
-    r.bf16 = bool(r.bf16) and native_bf16(torch.device("cuda" if wants_cuda(r.device) else "cpu"))
     return cfg
 
 
@@ -270,6 +266,7 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
         "person_parameters": stage.n_person_parameters, "steps": result["step"], "best_step": stage.best_step,
         "held_out_nme": pmeta["held_out_nme"], "stop_reason": stage.stop_reason, "loss": last.get("loss"),
         "train_nme": last.get("nme"), "train_seconds": round(time.time() - t_train, 1), "seconds": round(seconds, 1),
+        "precision": result.get("precision"),  # the base model's bf16 only where the CPU has it (engine)
         "beta_std_mean": float(ident["beta_std"].mean()), "neutral_rms_mm": ident["neutral_rms_mm"],
         "identity_on_beta": identity_on_beta, "identity_on_appearance": identity_on_appearance,
         "work_dir": str(work_dir), "metrics": str(work_dir / "run" / "metrics.jsonl"),
