@@ -241,9 +241,7 @@ class CoarseStage(Stage):
 
     @staticmethod
     def summary(summary: dict) -> dict:
-        last = summary["last"]
-        return {"out_dir": summary["out_dir"], "steps": summary["step"], "loss": last.get("loss"),
-                "train_nme": last.get("nme"), "images_per_s": summary["images_per_s"], "precision": summary.get("precision"),
+        return {**Stage.summary(summary), "train_nme": summary["last"].get("nme"),
                 "model_file": f"{summary['out_dir']}/export/{CoarseStage.model_file}"}
 
 

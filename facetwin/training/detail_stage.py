@@ -207,9 +207,7 @@ class DetailTeacherStage(Stage):
     @classmethod
     def summary(cls, summary: dict) -> dict:
         last = summary["last"]
-        return {"out_dir": summary["out_dir"], "steps": summary["step"], "loss": last.get("loss"),
-                "photometric": last.get("photometric"), "d_abs_mm": last.get("d_abs_mm"),
-                "images_per_s": summary["images_per_s"], "precision": summary.get("precision"),
+        return {**Stage.summary(summary), "photometric": last.get("photometric"), "d_abs_mm": last.get("d_abs_mm"),
                 "model_file": f"{summary['out_dir']}/export/{MODEL_FILE_NAMES[cls.network_kind]}"}
 
 

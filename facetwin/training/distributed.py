@@ -65,7 +65,8 @@ def native_bf16(device: torch.device) -> bool:
         return True
     import platform
 
-    return platform.machine().lower() in ("aarch64", "arm64") and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    arm_check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return platform.machine().lower() in ("aarch64", "arm64") and arm_check is not None and bool(arm_check())
 
 
 def cleanup(info: DistInfo) -> None:

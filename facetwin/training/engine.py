@@ -161,11 +161,6 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.info.device.type, dtype=torch.bfloat16)
 
-    def _use_bf16(self) -> bool:
-        """run.bf16 where the device has bf16 in hardware; elsewhere float32 (autocast there is many times
-        slower, not faster). The summary's ``precision`` says which ran."""
-        return bool(self.run.bf16) and ddp.native_bf16(self.info.device)
-
     def _lr_lambda(self, step: int) -> float:
         o = self.optim_cfg
         if o.warmup_steps > 0 and step < o.warmup_steps:
@@ -187,7 +182,9 @@ class Trainer:
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(self.run.seed)  # same initial weights on every rank
-        self._bf16 = self._use_bf16()
+        # run.bf16 only where the device has bf16 in hardware: elsewhere autocast is many times slower, not
+        # faster, so the run is float32 (the summary's ``precision`` says which ran)
+        self._bf16 = bool(self.run.bf16) and ddp.native_bf16(self.info.device)
         self.stage.autocast = self._autocast
         self.stage.setup(self.info)
         torch.manual_seed(seed)

@@ -101,6 +101,4 @@ class VitPretrainStage(Stage):
 
     @staticmethod
     def summary(summary: dict) -> dict:
-        return {"out_dir": summary["out_dir"], "steps": summary["step"], "loss": summary["last"].get("loss"),
-                "images_per_s": summary["images_per_s"], "precision": summary.get("precision"),
-                "model_file": f"{summary['out_dir']}/export/{VitPretrainStage.model_file}"}
+        return {**Stage.summary(summary), "model_file": f"{summary['out_dir']}/export/{VitPretrainStage.model_file}"}
