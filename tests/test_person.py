@@ -309,6 +309,7 @@ def test_person_runs_take_the_base_models_bf16_only_where_the_hardware_has_it(tr
     assert files.read_metadata(DEFAULT_CHECKPOINT)["train_config"]["run"]["bf16"] is True  # the premise
     summary = trained["summary"]
     assert summary["precision"] == ("bf16" if native_bf16(torch.device("cpu")) else "float32")
+    assert read_person(trained["out"]).meta["precision"] == summary["precision"]  # the file says so too
 
 
 def test_personalize_again_into_the_same_work_folder(trained, prepared):

@@ -33,7 +33,8 @@ def _person(tmp_path, width=32, name="anna.facetwin"):
     state = person_state(model.encoder)
     beta = torch.linspace(-1.0, 1.0, model.encoder.layout.n_shape)
     meta = {"base_sha256": files.file_sha256(DEFAULT_MODEL_FILE), "base_checkpoint": DEFAULT_MODEL_FILE.name,
-            "adapter_width": width, "head_model": "open", "frames": {"train": 3}, "command": "test"}
+            "adapter_width": width, "head_model": "open", "frames": {"train": 3}, "command": "test",
+            "precision": "float32"}
     path = write_person(tmp_path / name, state, beta, 0.1 * beta.abs(), meta)
     return path, model, state, beta
 
@@ -146,6 +147,7 @@ def test_info_describes_a_person_file_and_whether_it_fits_the_shipped_base(tmp_p
     assert anna["kind"] == "person file" and anna["format"] == FORMAT and anna["bytes"] == path.stat().st_size
     assert anna["sha256"] == files.file_sha256(path)[:16] and anna["frames"] == {"train": 3}
     assert anna["base_model"] == DEFAULT_MODEL_FILE.name and anna["adapter_width"] == 32 and anna["command"] == "test"
+    assert anna["precision"] == "float32"
     assert anna["fits_shipped_base_model"] is True and got["bob.facetwin"]["fits_shipped_base_model"] is False
     base = files.describe(DEFAULT_MODEL_FILE)  # the base model file: its kind and input size
     assert base["kind"] == "coarse-encoder model file" and base["input_size"] == 224 and "base_model" not in base

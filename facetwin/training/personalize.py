@@ -256,7 +256,8 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
                         frames=frames, neutral_rms_mm=ident["neutral_rms_mm"], command=command,
                         extra={"best_step": stage.best_step, "held_out_nme": None if math.isinf(stage.best_val) else stage.best_val,
                                "stop_reason": stage.stop_reason, "sources": sorted({plain.keys[i].split("#")[0] for i in chosen}),
-                               **extra})
+                               # the config keeps the base model's run.bf16; this is what the engine ran
+                               "precision": result.get("precision"), **extra})
     path = write_person(out, person_state(stage.model), ident["beta_mean"], ident["beta_std"], pmeta, detail_state=detail_state)
     size, base_size = path.stat().st_size, base_path.stat().st_size
     last = result.get("last") or {}
@@ -266,7 +267,7 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
         "person_parameters": stage.n_person_parameters, "steps": result["step"], "best_step": stage.best_step,
         "held_out_nme": pmeta["held_out_nme"], "stop_reason": stage.stop_reason, "loss": last.get("loss"),
         "train_nme": last.get("nme"), "train_seconds": round(time.time() - t_train, 1), "seconds": round(seconds, 1),
-        "precision": result.get("precision"),  # the base model's bf16 only where the CPU has it (engine)
+        "precision": pmeta["precision"],  # the base model's bf16 only where the CPU has it (engine)
         "beta_std_mean": float(ident["beta_std"].mean()), "neutral_rms_mm": ident["neutral_rms_mm"],
         "identity_on_beta": identity_on_beta, "identity_on_appearance": identity_on_appearance,
         "work_dir": str(work_dir), "metrics": str(work_dir / "run" / "metrics.jsonl"),
