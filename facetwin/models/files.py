@@ -188,7 +188,8 @@ def describe(path: str | Path) -> dict:
                     "adapter_width": meta.get("adapter_width"), "frames": meta.get("frames"),
                     "sources": len(sources), "steps": meta.get("steps"), "best_step": meta.get("best_step"),
                     "stop_reason": meta.get("stop_reason"), "held_out_nme": meta.get("held_out_nme"),
-                    "precision": meta.get("precision"), "training_seconds": meta.get("training_seconds"), "neutral_rms_mm": meta.get("neutral_rms_mm"),
+                    "precision": meta.get("precision"), "training_seconds": meta.get("training_seconds"),
+                    "neutral_rms_mm": meta.get("neutral_rms_mm"),
                     "identity_weights": {k: person[k] for k in ("identity_on_beta", "identity_on_appearance") if k in person},
                     "detail_part": (meta.get("detail") or {}).get("file")})
     else:

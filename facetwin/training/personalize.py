@@ -267,7 +267,7 @@ def personalize(prepared: Path, out: Path, base_path: Path, keys: list[str] | No
         "person_parameters": stage.n_person_parameters, "steps": result["step"], "best_step": stage.best_step,
         "held_out_nme": pmeta["held_out_nme"], "stop_reason": stage.stop_reason, "loss": last.get("loss"),
         "train_nme": last.get("nme"), "train_seconds": round(time.time() - t_train, 1), "seconds": round(seconds, 1),
-        "precision": pmeta["precision"],  # the base model's bf16 only where the CPU has it (engine)
+        "precision": pmeta["precision"],
         "beta_std_mean": float(ident["beta_std"].mean()), "neutral_rms_mm": ident["neutral_rms_mm"],
         "identity_on_beta": identity_on_beta, "identity_on_appearance": identity_on_appearance,
         "work_dir": str(work_dir), "metrics": str(work_dir / "run" / "metrics.jsonl"),
