@@ -47,8 +47,7 @@ def main() -> None:
     prep = args.work / "prepared"
     train_keys, test_keys = ev.video_split([r["key"] for r in load_manifest(prep)], 0.7)
     base = resolve_model_file("default")
-    size = int(files.upgrade(files.read_metadata(base))["inference"]["input_size"])  # the crops the base model takes
-    plain = PreparedDataset(prep, size, augment=False, preload=True)
+    plain = PreparedDataset(prep, files.input_size(base), augment=False, preload=True)
     index = {k: i for i, k in enumerate(plain.keys)}
     test, train = (Subset(plain, [index[k] for k in ks]) for ks in (test_keys, train_keys))
     nme = lambda o: float(per_image_nme(o["landmarks"], o["labels"])["overall"].mean())  # noqa: E731

@@ -36,8 +36,7 @@ def spread(x: np.ndarray, digits: int) -> list[float]:
 def describe(work: Path, base: Path) -> dict:
     prep = work / "prepared"
     train_keys, test_keys = ev.video_split([r["key"] for r in load_manifest(prep)], 0.7)
-    size = int(files.upgrade(files.read_metadata(base))["inference"]["input_size"])
-    plain = PreparedDataset(prep, size, augment=False, preload=True)
+    plain = PreparedDataset(prep, files.input_size(base), augment=False, preload=True)
     index = {k: i for i, k in enumerate(plain.keys)}
     sets = {"train": Subset(plain, [index[k] for k in train_keys]), "test": Subset(plain, [index[k] for k in test_keys])}
     with tempfile.TemporaryDirectory() as tmp:  # a stage for the training pass (head model, camera); one step, thrown away

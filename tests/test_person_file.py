@@ -151,6 +151,7 @@ def test_info_describes_a_person_file_and_whether_it_fits_the_shipped_base(tmp_p
     assert anna["fits_shipped_base_model"] is True and got["bob.facetwin"]["fits_shipped_base_model"] is False
     base = files.describe(DEFAULT_MODEL_FILE)  # the base model file: its kind and input size
     assert base["kind"] == "coarse-encoder model file" and base["input_size"] == 224 and "base_model" not in base
+    assert files.input_size(DEFAULT_MODEL_FILE) == 224
     (tmp_path / "x.facetwin").write_text("not a model")
     r = subprocess.run([sys.executable, "-m", "facetwin", "info", str(tmp_path / "x.facetwin")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a safetensors file" in r.stderr

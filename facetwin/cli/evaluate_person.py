@@ -179,8 +179,7 @@ def run(args) -> dict:
         folds, protocol = _folds(keys, args, is_video)
         from facetwin.models import files
 
-        input_size = int(files.upgrade(files.read_metadata(base))["inference"]["input_size"])  # the crops the base model takes
-        plain = PreparedDataset(work / "prepared", input_size, augment=False, preload=True)
+        plain = PreparedDataset(work / "prepared", files.input_size(base), augment=False, preload=True)
         index = {k: i for i, k in enumerate(plain.keys)}
         per_model = {m: {"errors": [], "photometric": []} for m in ("base", "person", "person_per_frame_beta")}
         spreads = {"base": [], "person_per_frame_beta": []}

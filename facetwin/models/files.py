@@ -211,6 +211,11 @@ def coarse_inference_properties(input_size: int, contour: str) -> dict:
             "crop": {"scale": float(DEFAULT_SCALE), "shift_up": float(DEFAULT_SHIFT_UP)}}
 
 
+def input_size(path: str | Path) -> int:
+    """Side (pixels) of the prepared crops a coarse-encoder model file takes, read from its header."""
+    return int(upgrade(read_metadata(path))["inference"]["input_size"])
+
+
 def _existing(path, kind: str | None = None) -> Path:
     path = Path(path)
     if not path.is_file():
